@@ -1,0 +1,36 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint format bench bench-ingest bench-validate bench-ingest-small bench-deliver bench-deliver-batch bench-deliver-single bench-memory bench-bisect screenshots test-reliability clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Set everything up and serve on http://127.0.0.1:8000 (SQLite, in-process broker).
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8,::1/128 $(PY) manage.py run_embedded 127.0.0.1:8000
+
+## Set up and run the whole test suite (DATABASE_URL / DRAMATIQ_BROKER_URL when set).
+test: $(STAMP)
+	@# exit 5 = no test collected (e.g. a filtered run): not a failure
+	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,189 @@
+"""Connectors: a typed, immutable schema plus the settings of one direction.
+
+A ``Connector`` row has exactly one of ``DestinationSettings`` / ``SourceSettings``
+(by direction). ``SchemaField`` rows never change once the connector is saved: the model
+refuses it, and on PostgreSQL a trigger refuses UPDATE/DELETE of them too (except through
+deleting the connector).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from osmos import crypto
+from osmos.tenancy.models import TenantModel
+
+
+class Direction(models.TextChoices):
+    SOURCE = "source", "Source (call our API)"
+    DESTINATION = "destination", "Destination (we call your API)"
+
+
+class FieldType(models.TextChoices):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    JSON = "json"
+
+
+class Connector(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    direction = models.CharField(max_length=12, choices=Direction.choices, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_connector_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_source(self) -> bool:
+        return self.direction == Direction.SOURCE
+
+    def field_specs(self) -> list[tuple[str, str, bool]]:
+        """The schema as ``(name, type, nullable)`` in order (uses a prefetch if present)."""
+        return [(f.name, f.type, f.nullable) for f in self.fields.all()]
+
+
+class ImmutableSchemaError(Exception):
+    """Raised on any attempt to change the schema of a saved connector."""
+
+    message = "The schema of a saved connector cannot be changed; duplicate the connector."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.message)
+
+
+class SchemaFieldQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableSchemaError()
+
+    def delete(self):
+        raise ImmutableSchemaError()
+
+
+class SchemaField(models.Model):
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="fields")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=10, choices=FieldType.choices)
+    nullable = models.BooleanField(default=False)
+
+    objects = SchemaFieldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["connector", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "position"], name="uniq_field_position"),
+            models.UniqueConstraint(fields=["connector", "name"], name="uniq_field_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.type}{'?' if self.nullable else ''}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableSchemaError()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableSchemaError()
+
+
+class HttpMethod(models.TextChoices):
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+
+
+class WriteMode(models.TextChoices):
+    BATCH = "batch", "Batch (a JSON array per request)"
+    SINGLE = "single", "Single (one JSON object per request)"
+
+
+MAX_BATCH_SIZE = 250_000
+
+
+class DestinationSettings(models.Model):
+    """How we call the customer's API. Header values are stored encrypted."""
+
+    connector = models.OneToOneField(
+        Connector, on_delete=models.CASCADE, primary_key=True, related_name="destination"
+    )
+    url = models.CharField(max_length=2048)
+    method = models.CharField(max_length=5, choices=HttpMethod.choices, default=HttpMethod.POST)
+    # [{"name": "Authorization", "value": "<fernet token>"}, ...] in order.
+    headers_encrypted = models.JSONField(default=list, blank=True)
+    write_mode = models.CharField(max_length=6, choices=WriteMode.choices, default=WriteMode.BATCH)
+    batch_size = models.PositiveIntegerField(
+        default=MAX_BATCH_SIZE, validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)]
+    )
+    split_failed_batches = models.BooleanField(default=False)
+    timeout_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(300)]
+    )
+
+    class Meta:
+        verbose_name_plural = "destination settings"
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url}"
+
+    def set_headers(self, headers: list[tuple[str, str]]) -> None:
+        self.headers_encrypted = [
+            {"name": name, "value": crypto.encrypt(value)} for name, value in headers
+        ]
+
+    def decrypted_headers(self) -> list[tuple[str, str]]:
+        """The headers to send. Only the delivery engine and ``set_headers`` callers use this."""
+        return [(h["name"], crypto.decrypt(h["value"])) for h in self.headers_encrypted]
+
+    def masked_headers(self) -> list[dict[str, str]]:
+        return [
+            {"name": name, "value": crypto.mask(value)} for name, value in self.decrypted_headers()
+        ]
+
+
+class SourceState(models.TextChoices):
+    AWAITING_SAMPLES = "awaiting_samples", "Awaiting samples"
+    READY = "ready", "Ready to save"
+    ACTIVE = "active", "Active"
+
+
+class SourceSettings(models.Model):
+    """The ingest side of a source connector.
+
+    ``last_sequence`` is the per-connector record counter: ingest locks this row, takes the
+    next N numbers and inserts its records in one transaction, so sequences are handed out
+    in commit order (see ingest/services.py for why that matters to pipeline cursors).
+    """
+
+    connector = models.OneToOneField(
+        Connector, on_delete=models.CASCADE, primary_key=True, related_name="source"
+    )
+    token_lookup = models.CharField(max_length=16, db_index=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    state = models.CharField(
+        max_length=16, choices=SourceState.choices, default=SourceState.AWAITING_SAMPLES
+    )
+    record_count = models.PositiveBigIntegerField(default=0)
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    token_rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "source settings"
+
+    def __str__(self) -> str:
+        return f"source {self.connector_id} ({self.state})"

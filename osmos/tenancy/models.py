@@ -1,0 +1,127 @@
+"""Organizations, memberships and API tokens: who may see which tenant data.
+
+Every tenant model inherits :class:`TenantModel`; its manager's ``for_organization`` is the
+one door to tenant rows on a request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+
+
+class Organization(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="uniq_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in MANAGER_ROLES
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_organization(self, organization: Organization) -> TenantQuerySet:
+        if organization is None:
+            raise ValueError("a tenant query needs an organization")
+        return self.filter(organization=organization)
+
+
+class TenantModel(models.Model):
+    """Base of every row that belongs to one organization."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+TOKEN_PREFIX = "osm_"
+_LOOKUP_LEN = 8
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret_token() -> tuple[str, str, str]:
+    """A fresh token: ``(token, lookup, hash)``. 256 random bits; only the hash is stored."""
+    body = secrets.token_urlsafe(32)
+    token = f"{TOKEN_PREFIX}{body}"
+    return token, body[:_LOOKUP_LEN], hash_secret(token)
+
+
+def split_lookup(token: str) -> str | None:
+    """The lookup prefix of a presented token, or None when it cannot be one of ours."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) < len(TOKEN_PREFIX) + 32:
+        return None
+    return token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + _LOOKUP_LEN]
+
+
+def secret_matches(token: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(token), stored_hash)
+
+
+class ApiToken(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    lookup = models.CharField(max_length=16, db_index=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,33 @@
+"""Reads of the tenancy app. Tenant reads always take the organization."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from osmos.tenancy.models import ApiToken, Membership, Organization
+
+
+def memberships_of_user(*, user) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("organization").order_by(
+        "organization__name"
+    )
+
+
+def membership_for(*, user, organization_id) -> Membership | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return (
+        Membership.objects.filter(user=user, organization_id=organization_id)
+        .select_related("organization")
+        .first()
+    )
+
+
+def members_of(*, organization: Organization) -> QuerySet[Membership]:
+    return Membership.objects.filter(organization=organization).select_related("user").order_by(
+        "user__email"
+    )
+
+
+def api_tokens_of(*, organization: Organization) -> QuerySet[ApiToken]:
+    return ApiToken.objects.for_organization(organization).select_related("created_by")

@@ -1,0 +1,30 @@
+"""URL map. Each app owns its pages (``<app>/urls.py``) and its API routes
+(``<app>/api_urls.py``, mounted under ``/api/v1/``)."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from osmos import errors
+
+api_v1 = [
+    path("", include("connectors.api_urls")),
+    path("", include("ingest.api_urls")),
+    path("", include("pipelines.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("ingest/", include("ingest.urls")),
+    path("connectors/", include("connectors.urls")),
+    path("pipelines/", include("pipelines.urls")),
+    path("", include("osmos.tenancy.urls")),
+]
+
+handler404 = errors.not_found
+handler500 = errors.server_error
+handler403 = errors.permission_denied
+handler400 = errors.bad_request
