@@ -4,15 +4,23 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from osmos import errors
+from osmos.tenancy.api import CurrentOrganizationView
 
 api_v1 = [
     path("", include("connectors.api_urls")),
     path("", include("ingest.api_urls")),
     path("", include("pipelines.api_urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("organization/", CurrentOrganizationView.as_view(), name="api-organization"),
+    # The schema and its docs page are public: they describe the API, not tenant data.
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
 ]
 
 urlpatterns = [

@@ -37,7 +37,14 @@ def revoke_tokens(modeladmin, request, queryset):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are issued by their organization; support can only look and revoke."""
 
-    list_display = ["name", "organization", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "organization",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "organization__name", "organization__slug"]
     fields = ["name", "organization", "created_by", "created_at", "last_used_at", "revoked_at"]

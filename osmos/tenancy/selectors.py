@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import QuerySet
 
 from osmos.tenancy.models import ApiToken, Membership, Organization
 
 
 def memberships_of_user(*, user) -> QuerySet[Membership]:
-    return Membership.objects.filter(user=user).select_related("organization").order_by(
-        "organization__name"
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("organization")
+        .order_by("organization__name")
     )
 
 
 def membership_for(*, user, organization_id) -> Membership | None:
+    """The user's membership of that organization; None for strangers and malformed ids."""
     if not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        organization_id = uuid.UUID(str(organization_id))
+    except ValueError:
         return None
     return (
         Membership.objects.filter(user=user, organization_id=organization_id)
@@ -24,8 +33,10 @@ def membership_for(*, user, organization_id) -> Membership | None:
 
 
 def members_of(*, organization: Organization) -> QuerySet[Membership]:
-    return Membership.objects.filter(organization=organization).select_related("user").order_by(
-        "user__email"
+    return (
+        Membership.objects.filter(organization=organization)
+        .select_related("user")
+        .order_by("user__email")
     )
 
 
