@@ -2,15 +2,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from osmos.tenancy import views
+from osmos.tenancy.throttle import ThrottledLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="tenancy/login.html"),
-        name="login",
-    ),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("organizations/new/", views.organization_new, name="organization_new"),
     path("organizations/switch/", views.organization_switch, name="organization_switch"),

@@ -166,3 +166,19 @@ def test_person_without_organization_is_asked_to_create_one():
     assert response["Location"] == "/organizations/new/"
     client.post("/organizations/new/", {"name": "Lone Co"})
     assert Membership.objects.get(user=user).role == Role.OWNER
+
+
+def test_login_is_locked_after_repeated_failures_even_with_the_right_password(owner, settings):
+    settings.LOGIN_FAILURES_PER_USER = 3
+    from django.core.cache import cache
+
+    cache.clear()
+    client = Client()
+    for _ in range(3):
+        response = client.post("/login/", {"username": owner.email, "password": "wrong"})
+        assert response.status_code == 200
+    response = client.post("/login/", {"username": owner.email, "password": "pw-" + owner.email})
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
+    assert client.get("/").status_code == 302  # not logged in
+    cache.clear()

@@ -82,3 +82,31 @@ def test_unknown_broker_scheme_is_refused(tmp_path):
     result = run_settings(tmp_path, DRAMATIQ_BROKER_URL="kafka://x")
     assert result.returncode != 0
     assert "DRAMATIQ_BROKER_URL" in result.stderr
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    from cryptography.fernet import Fernet
+
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "DRAMATIQ_BROKER_URL", "SECRET_KEY", "DEBUG"}
+    }
+    clean.update(
+        DJANGO_SETTINGS_MODULE="osmos.settings",
+        OSMOS_VAR_DIR=str(tmp_path),
+        DEBUG="false",
+        SECRET_KEY="k" * 20 + "-production-secret-key-0123456789-abcdefghijkl",
+        ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="osmos.example.com",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
