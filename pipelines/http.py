@@ -1,0 +1,385 @@
+"""The one module that makes outbound HTTP requests to customer destinations.
+
+Every request goes through `OutboundSession.send`, which
+- forces a timeout, names the product in `User-Agent`, never follows redirects;
+- runs the address guard (`connectors.urlguard`) when a connection is opened and connects
+  to the address it checked: the host is resolved once, every answer is checked, and the TCP
+  connection goes to a checked IP, so a DNS answer that changes between the check and the
+  connect (DNS rebinding) is never used. `Host`, TLS SNI and certificate verification still
+  use the host name of the URL;
+- turns every failure into a `DeliveryError` that says whether a retry may succeed.
+
+Header values are customer secrets: they never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import logging
+import math
+import re
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from connectors.urlguard import (
+    DEFAULT_PORTS,
+    IPAddress,
+    Resolver,
+    UnresolvableHost,
+    UnsafeURL,
+    parse_destination_url,
+    resolve_and_check,
+)
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_BYTES = 2048
+# A response body up to this size is read to the end so the connection can be reused;
+# a longer one is cut off and its connection closed.
+DRAIN_LIMIT_BYTES = 64 * 1024
+DEFAULT_RETRY_AFTER_CAP_SECONDS = 300.0
+# How long a checked DNS answer is reused: keeps one address (so one pool of keep-alive
+# connections) per host during a run instead of a lookup per request.
+DEFAULT_DNS_CACHE_SECONDS = 30.0
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Set by send itself or by the connection: a customer header with one of these names is ignored.
+_SET_BY_SEND = ("content-type", "user-agent", "idempotency-key", "host")
+_RESERVED_HEADERS = frozenset((*_SET_BY_SEND, "content-length", "transfer-encoding", "connection"))
+
+
+try:
+    _VERSION = version("osmos")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    _VERSION = "dev"
+USER_AGENT = f"osmos/{_VERSION} (+https://osmos.example/webhooks)"
+
+
+class DeliveryError(Exception):
+    """A request that did not succeed.
+
+    `transient` is True when the same request may succeed later (connection errors,
+    timeouts, DNS failures, 408, 429, 5xx); `status` and `response_excerpt` are set when the
+    destination answered; `retry_after` (seconds, capped) when it sent `Retry-After`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        response_excerpt: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
+        self.response_excerpt = response_excerpt
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling would lose the keyword-only arguments.
+        details = {k: v for k, v in vars(self).items() if k != "message"}
+        return (partial(type(self), self.message, **details), ())
+
+
+@dataclass(frozen=True)
+class Response:
+    """A 2xx answer: its status, the start of its body (at most 2 KB), and the time taken."""
+
+    status: int
+    excerpt: str
+    elapsed: float
+
+
+class OutboundSession:
+    """Sends requests to customer destinations; reuses connections across `send` calls.
+
+    Requests go straight to the adapter rather than through a requests.Session: a Session
+    would read a whole 3xx body to prepare the redirect even when not following it, and
+    would bring cookies, proxies and .netrc credentials from the environment.
+
+    Use one per destination in a worker, and `close()` it (or use it as a context manager).
+    `resolver` (socket.getaddrinfo's signature) exists for tests; `ca_bundle` is a path to
+    CA certificates trusted instead of the default ones (tests, private CAs).
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver: Resolver = socket.getaddrinfo,
+        dns_cache_seconds: float = DEFAULT_DNS_CACHE_SECONDS,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self._adapter = PinnedAdapter(resolver=resolver, dns_cache_seconds=dns_cache_seconds)
+        self._verify: bool | str = ca_bundle or True
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: list[tuple[str, str]],
+        body: bytes | IO[bytes],
+        idempotency_key: str,
+        timeout: float,
+    ) -> Response:
+        """Send one request and return the 2xx answer; raise DeliveryError for anything else.
+
+        `headers` are the destination's (secret) headers; `Content-Type: application/json`,
+        `User-Agent` and `Idempotency-Key` are added. A file `body` is sent whole, from its
+        start, streamed with a `Content-Length`; it must support seek.
+        `timeout` (seconds) bounds connecting and each wait for data, and reading the body.
+        """
+        if not 0 < timeout < math.inf:
+            raise ValueError("timeout must be a positive number of seconds")
+        try:
+            destination = parse_destination_url(url)
+        except UnsafeURL as exc:
+            raise DeliveryError(str(exc), transient=False) from None
+        request_headers = _request_headers(headers, idempotency_key)
+        data = body if isinstance(body, bytes) else _SizedBody(body)
+        request = requests.Request(method.upper(), url, headers=request_headers, data=data)
+        started = time.monotonic()
+        try:
+            response = self._adapter.send(
+                request.prepare(), stream=True, timeout=timeout, verify=self._verify
+            )
+        except UnsafeURL as exc:  # a host without an address today may have one tomorrow
+            raise DeliveryError(str(exc), transient=isinstance(exc, UnresolvableHost)) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self._adapter.forget(destination.host, destination.port)
+            raise _transport_error(exc, destination.host, timeout) from exc
+        except requests.RequestException as exc:
+            # Invalid URL or header: the message could quote a header value, so drop it.
+            raise DeliveryError(
+                f"The request could not be sent ({type(exc).__name__}).", transient=False
+            ) from None
+        try:
+            excerpt = _read_excerpt(response, deadline=started + timeout)
+        finally:
+            response.close()
+        elapsed = time.monotonic() - started
+        # Host only: paths and queries may carry tokens too.
+        logger.debug("%s answered %s in %.3f s", destination.host, response.status_code, elapsed)
+        return _result(response, excerpt, elapsed)
+
+    def close(self) -> None:
+        self._adapter.close()
+
+    def __enter__(self) -> OutboundSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests adapter whose connections go to an address checked by the guard.
+
+    The pool is looked up by the checked IP (urllib3 keeps one pool per IP, port and TLS
+    options, so keep-alive connections are reused); for https the pool's `server_hostname`
+    is the URL's host name, which urllib3 uses for SNI and certificate verification.
+    `add_headers` sets `Host` to that name, since the connection's own host is the IP.
+    """
+
+    def __init__(self, *, resolver: Resolver, dns_cache_seconds: float) -> None:
+        self._resolver = resolver
+        self._dns_cache_seconds = dns_cache_seconds
+        self._pins: dict[tuple[str, int], tuple[float, IPAddress]] = {}
+        super().__init__()
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: dict[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        # No proxy branch: OutboundSession never passes proxies, and one would bypass pinning.
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        scheme, host = host_params["scheme"], host_params["host"]
+        port = host_params["port"] or DEFAULT_PORTS[scheme]
+        address = self.pinned_address(host, port)
+        if scheme == "https":
+            pool_kwargs = {**pool_kwargs, "server_hostname": host}
+        return self.poolmanager.connection_from_host(
+            host=str(address), port=port, scheme=scheme, pool_kwargs=pool_kwargs
+        )
+
+    def add_headers(self, request: requests.PreparedRequest, **kwargs: Any) -> None:
+        request.headers["Host"] = _host_header(request.url or "")
+
+    def pinned_address(self, host: str, port: int) -> IPAddress:
+        """The checked address to connect to (cached for a while); raises UnsafeURL."""
+        now = time.monotonic()
+        pin = self._pins.get((host, port))
+        if pin is None or pin[0] <= now:
+            addresses = resolve_and_check(host, port, resolver=self._resolver)
+            pin = (now + self._dns_cache_seconds, addresses[0])
+            self._pins[(host, port)] = pin
+        return pin[1]
+
+    def forget(self, host: str, port: int) -> None:
+        """Drop the cached address, so that the next request resolves the host again."""
+        self._pins.pop((host, port), None)
+
+
+class _SizedBody:
+    """A file body whose length requests reads with len(), not with fileno() (which would
+    roll a SpooledTemporaryFile over to disk), so it sends Content-Length, not chunks."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._length = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        self._file = file
+        self._remaining = self._length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self._remaining:
+            size = self._remaining
+        chunk = self._file.read(size)
+        self._remaining -= len(chunk)
+        return chunk
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value (seconds or an HTTP date), or None.
+
+    The result is at least 0 and at most settings.DELIVERY_RETRY_AFTER_CAP_SECONDS.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    cap = getattr(settings, "DELIVERY_RETRY_AFTER_CAP_SECONDS", DEFAULT_RETRY_AFTER_CAP_SECONDS)
+    return min(max(seconds, 0.0), float(cap))
+
+
+def _request_headers(headers: list[tuple[str, str]], idempotency_key: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in headers:
+        if not _HEADER_NAME.fullmatch(name):
+            raise DeliveryError(f"The header name {name!r} is not valid.", transient=False)
+        if name.lower() in _RESERVED_HEADERS:
+            continue
+        if not _is_valid_header_value(value):
+            raise DeliveryError(
+                f"The value of the header {name} is not valid: it must be one line of "
+                "Latin-1 text that does not start with a space.",
+                transient=False,
+            )
+        result[name] = value
+    result["Content-Type"] = "application/json"
+    result["User-Agent"] = USER_AGENT
+    result["Idempotency-Key"] = idempotency_key
+    return result
+
+
+def _is_valid_header_value(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    has_control = any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value)
+    return not has_control and not value[:1].isspace()
+
+
+def _host_header(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port and parts.port != DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _read_excerpt(response: requests.Response, *, deadline: float) -> str:
+    """The start of the body, decoded leniently. Never raises: the body only informs, so a
+    read error or the deadline just ends the reading (and close() discards the connection)."""
+    head = bytearray()
+    size = 0
+    try:
+        for chunk in response.iter_content(8192):
+            if len(head) < EXCERPT_BYTES:
+                head += chunk[: EXCERPT_BYTES - len(head)]
+            size += len(chunk)
+            if size > DRAIN_LIMIT_BYTES or time.monotonic() > deadline:
+                break
+    except requests.RequestException:
+        pass
+    return head.decode("utf-8", errors="replace")
+
+
+def _result(response: requests.Response, excerpt: str, elapsed: float) -> Response:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Response(status=status, excerpt=excerpt, elapsed=elapsed)
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "")[:200] or "no Location"
+        raise DeliveryError(
+            f"The destination answered {status} (redirect to {location}); "
+            "redirects are not followed, set the final URL on the destination.",
+            transient=False,
+            status=status,
+            response_excerpt=excerpt,
+        )
+    transient = status in (408, 429) or 500 <= status < 600
+    raise DeliveryError(
+        f"The destination answered {status} {response.reason or ''}".rstrip() + ".",
+        transient=transient,
+        status=status,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")) if transient else None,
+        response_excerpt=excerpt,
+    )
+
+
+def _transport_error(exc: requests.RequestException, host: str, timeout: float) -> DeliveryError:
+    if isinstance(exc, requests.ConnectTimeout):
+        message = f"Connecting to {host} timed out after {timeout:g} s."
+    elif isinstance(exc, requests.Timeout):
+        message = f"{host} did not answer within {timeout:g} s."
+    elif isinstance(exc, requests.exceptions.SSLError):
+        message = f"The TLS connection to {host} failed: {_root_cause(exc)}."
+    else:
+        message = f"Could not connect to {host}: {_root_cause(exc)}."
+    return DeliveryError(message, transient=True)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error behind requests' and urllib3's wrappers, as a short text."""
+    for _ in range(10):  # requests wraps in args[0], urllib3 in .reason and __cause__
+        wrapped = [getattr(exc, "reason", None), exc.__cause__, *exc.args[:1]]
+        inner = next((e for e in wrapped if isinstance(e, BaseException)), None)
+        if inner is None:
+            break
+        exc = inner
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.rstrip(".")
+    return str(exc).rstrip(".") or type(exc).__name__
