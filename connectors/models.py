@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connections, models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 
 from osmos import crypto
 from osmos.tenancy.models import TenantModel
@@ -187,3 +189,31 @@ class SourceSettings(models.Model):
 
     def __str__(self) -> str:
         return f"source {self.connector_id} ({self.state})"
+
+
+def allow_schema_delete(*, connector_id: uuid.UUID, using: str = "default") -> None:
+    """Let the PostgreSQL trigger accept deleting this connector's schema rows.
+
+    The trigger (migration 0002) refuses UPDATE/DELETE of schema rows, but a connector's own
+    deletion must remove them, and Django deletes children before the parent, so the trigger
+    cannot see that the parent goes too. This marks the connector in a transaction-local
+    setting (``osmos.deleting_connectors``, comma-separated ids) that the trigger reads; it
+    vanishes when the transaction ends. A no-op on other databases (they have no trigger).
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('osmos.deleting_connectors', concat_ws(',', "
+            "nullif(current_setting('osmos.deleting_connectors', true), ''), %s), true)",
+            [str(connector_id)],
+        )
+
+
+@receiver(pre_delete, sender=Connector)
+def _connector_pre_delete(sender, instance: Connector, using: str, **kwargs) -> None:
+    # Django sends pre_delete inside the deletion's transaction, before any row is deleted:
+    # so every ORM path (the service, the admin, an organization's cascade) works with the
+    # trigger, and only for the connectors actually being deleted.
+    allow_schema_delete(connector_id=instance.pk, using=using)
