@@ -34,3 +34,14 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+## Benchmarks: real PostgreSQL (database osmos_bench), Redis db 2, gunicorn, all on loopback.
+## Results in bench/results/<name>.json and the table in docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+bench-sink bench-validate bench-ingest bench-ingest-small bench-deliver-batch bench-deliver-single bench-memory bench-bisect: $(STAMP)
+	$(PY) bench/run.py $@
+
+bench-deliver: $(STAMP)
+	$(PY) bench/run.py bench-deliver-batch bench-deliver-single bench-memory bench-bisect

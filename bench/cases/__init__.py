@@ -1,0 +1,1 @@
+"""One module per benchmark family; each exposes functions ``(ctx) -> Outcome``."""
