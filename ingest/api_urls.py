@@ -1,1 +1,18 @@
-urlpatterns = []
+"""API routes of ingest under ``/api/v1/``: extra actions on connectors owned by this app."""
+
+from django.urls import path
+
+from ingest.api import SourceRecordsViewSet
+
+urlpatterns = [
+    path(
+        "connectors/<uuid:pk>/records/",
+        SourceRecordsViewSet.as_view({"get": "records"}),
+        name="connector-records",
+    ),
+    path(
+        "connectors/<uuid:pk>/save/",
+        SourceRecordsViewSet.as_view({"post": "save"}),
+        name="connector-save",
+    ),
+]

@@ -5,14 +5,27 @@ from __future__ import annotations
 from django.db import models
 
 from connectors.models import Connector
-from osmos.tenancy.models import TenantModel
+from osmos.tenancy.models import Organization, TenantModel
 
 
 class Record(TenantModel):
-    """One stored record. ``sequence`` increases per connector in order of arrival."""
+    """One stored record. ``sequence`` increases per connector in order of arrival.
+
+    Rows are written only by ``ingest.storage`` (COPY on PostgreSQL); ``data`` is ``jsonb``.
+    """
 
     id = models.BigAutoField(primary_key=True)
-    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="records")
+    # Denormalized for tenant scoping: always the connector's organization. No database
+    # constraint, because every constraint is a per-row trigger during COPY (measured: the
+    # two foreign-key checks cost ~40% of the insert time) and the connector's foreign key
+    # already guarantees the row belongs somewhere; deletes still cascade through Django.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    # No index of its own: the unique (connector, sequence) index serves connector lookups.
+    connector = models.ForeignKey(
+        Connector, on_delete=models.CASCADE, related_name="records", db_index=False
+    )
     sequence = models.PositiveBigIntegerField()
     received_at = models.DateTimeField()
     data = models.JSONField()
@@ -27,11 +40,16 @@ class Record(TenantModel):
 
 
 class IdempotencyKey(TenantModel):
-    """The answer given to the first request with this key, replayed for 24 hours."""
+    """The answer given to the first successful request with this key, replayed for 24 hours.
+
+    ``request_hash`` (SHA-256 of the decoded body) tells a genuine retry from a different
+    request that reuses the key by mistake.
+    """
 
     connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     created_at = models.DateTimeField()
+    request_hash = models.CharField(max_length=64, default="", blank=True)
     response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField()
 
@@ -40,3 +58,6 @@ class IdempotencyKey(TenantModel):
             models.UniqueConstraint(fields=["connector", "key"], name="uniq_idempotency_key")
         ]
         indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of {self.connector_id}"

@@ -275,6 +275,9 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 256 * 1024 * 1024, mini
 INGEST_MAX_RECORDS = env_int("INGEST_MAX_RECORDS", 250_000, minimum=1)
 INGEST_SAMPLES_REQUIRED = 50
 INGEST_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+# How long an ingest request waits for the connector's lock (held by a concurrent request to
+# the same connector while it writes) before answering 503; PostgreSQL only.
+INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
 # Django's own upload cap must not cut ingest bodies short; ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 

@@ -1,0 +1,151 @@
+"""REST API of ingest: a source's stored records and the sample gate (SPEC §6).
+
+``GET /api/v1/connectors/{id}/records/`` — members may read; cursor-paginated by ascending
+sequence, so the first page holds the samples.
+``POST /api/v1/connectors/{id}/save/`` — owners/admins/tokens: ``ready`` → ``active``.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from connectors.api import ConnectorSerializer
+from connectors.models import Connector
+from connectors.selectors import connector_get, connector_list
+from ingest.selectors import records_of
+from ingest.services import NotASource, SamplesRequired, source_save
+from osmos.api import TenantScopedViewSet, json_error
+
+_NOT_A_SOURCE = "Only a source connector stores records."
+
+
+class RecordSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField(help_text="Order of arrival, per connector, from 1.")
+    received_at = serializers.DateTimeField()
+    record = serializers.JSONField(source="data", help_text="The record as it was received.")
+
+
+class RecordCursorPagination(CursorPagination):
+    """Cursor pages in ascending sequence: stable while new records arrive at the end."""
+
+    ordering = ("sequence",)
+    page_size = 50  # = the samples required, so the first page is the sample preview
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+_DETAIL = inline_serializer("IngestDetail", fields={"detail": serializers.CharField()})
+_SAMPLES_REQUIRED = inline_serializer(
+    "SamplesRequired",
+    fields={
+        "detail": serializers.CharField(),
+        "sample_count": serializers.IntegerField(),
+        "samples_required": serializers.IntegerField(),
+    },
+)
+_RECORD_EXAMPLE = {
+    "sequence": 1,
+    "received_at": "2025-03-01T09:30:00.123456Z",
+    "record": {"id": 1, "email": "ada@example.com", "amount": 12.5},
+}
+
+
+class SourceRecordsViewSet(TenantScopedViewSet):
+    """The records and the sample gate of the caller's organization's source connectors."""
+
+    serializer_class = RecordSerializer
+    pagination_class = RecordCursorPagination
+
+    def scoped_queryset(self, organization):
+        return connector_list(organization=organization)
+
+    def get_object(self) -> Connector:
+        # The URL converter already made pk a UUID; other orgs' connectors are not found.
+        connector = connector_get(organization=self.organization, connector_id=self.kwargs["pk"])
+        if connector is None:
+            raise NotFound()
+        self.check_object_permissions(self.request, connector)
+        return connector
+
+    @extend_schema(
+        summary="List a source's stored records",
+        description="Ascending sequence (order of arrival). The first page holds the samples "
+        "(the first 50 records). Follow `next` for more; `page_size` up to 1000.",
+        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
+        responses={
+            200: RecordSerializer(many=True),
+            400: OpenApiResponse(_DETAIL, description="The connector is a destination."),
+            404: OpenApiResponse(_DETAIL, description="No such connector in this organization."),
+        },
+        examples=[
+            OpenApiExample(
+                "First page",
+                value={
+                    "next": "https://osmos.example/api/v1/connectors/<id>/records/?cursor=cD01MA%3D%3D",
+                    "previous": None,
+                    "results": [_RECORD_EXAMPLE],
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def records(self, request, pk=None):
+        connector = self.get_object()
+        if not connector.is_source:
+            return json_error(_NOT_A_SOURCE, status.HTTP_400_BAD_REQUEST)
+        records = records_of(organization=self.organization, connector=connector)
+        page = self.paginate_queryset(records)
+        return self.get_paginated_response(RecordSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Save a source (ready → active)",
+        description="A source needs at least 50 received records before it can be saved; "
+        "while it has fewer, the answer is 409 with the current count. Saving an active "
+        "source again answers 200 and changes nothing.",
+        request=None,
+        responses={
+            200: ConnectorSerializer,
+            400: OpenApiResponse(_DETAIL, description="The connector is a destination."),
+            403: OpenApiResponse(_DETAIL, description="Members cannot save connectors."),
+            404: OpenApiResponse(_DETAIL, description="No such connector in this organization."),
+            409: OpenApiResponse(_SAMPLES_REQUIRED, description="Fewer than 50 records yet."),
+        },
+        examples=[
+            OpenApiExample(
+                "Not enough samples",
+                status_codes=["409"],
+                value={
+                    "detail": "This source has received 12 of the 50 sample records it needs "
+                    "before it can be saved; send more records to its ingest URL.",
+                    "sample_count": 12,
+                    "samples_required": 50,
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def save(self, request, pk=None):
+        connector = self.get_object()
+        try:
+            source_save(connector=connector)
+        except NotASource as exc:
+            return json_error(str(exc), status.HTTP_400_BAD_REQUEST)
+        except SamplesRequired as exc:
+            return json_error(
+                str(exc),
+                status.HTTP_409_CONFLICT,
+                sample_count=exc.sample_count,
+                samples_required=exc.samples_required,
+            )
+        fresh = connector_get(organization=self.organization, connector_id=connector.pk)
+        return Response(ConnectorSerializer(fresh, context={"request": request}).data)

@@ -1,0 +1,346 @@
+"""Writes of the ingest app: storing a request's records, the sample gate, idempotency keys.
+
+Ingest decisions (SPEC §4, documented in the README):
+
+- A request is atomic: all its records are stored, or none.
+- Too many records in one request (``settings.INGEST_MAX_RECORDS``) is ``413``, like a body
+  over the size limit: both say "split this request", which the client can always do.
+- ``Idempotency-Key`` (1 to 255 printable ASCII characters) is remembered per connector for
+  ``settings.INGEST_IDEMPOTENCY_TTL_SECONDS``. Only *successful* requests are remembered: a
+  refused request stored nothing, so a client may correct its data and retry with the same key.
+  Reusing a remembered key with a different body is refused with ``422`` (as the IETF
+  Idempotency-Key draft recommends) instead of silently answering for the other body.
+- Saving a source that is already active answers like the first save (idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from connectors.models import Connector, SourceSettings, SourceState
+from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
+from ingest import body as ingest_body
+from ingest.body import IngestRefused
+from ingest.models import IdempotencyKey
+from ingest.storage import RecordRejected, records_insert
+
+MAX_ERRORS_LISTED = 100
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+_KEY_CHARACTERS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What the endpoint answers: ``status`` and the JSON ``body``.
+
+    ``replayed`` is True when the answer is the stored one of an earlier request with the same
+    ``Idempotency-Key`` (and nothing was stored this time).
+    """
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class NotASource(ValueError):
+    """Only source connectors have records and a sample gate."""
+
+    def __init__(self) -> None:
+        super().__init__("Only a source connector receives records and can be saved this way.")
+
+
+class SamplesRequired(Exception):
+    """A source cannot be saved before it has received enough sample records."""
+
+    def __init__(self, *, sample_count: int, samples_required: int):
+        self.sample_count = sample_count
+        self.samples_required = samples_required
+        super().__init__(
+            f"This source has received {sample_count} of the {samples_required} sample records "
+            "it needs before it can be saved; send more records to its ingest URL."
+        )
+
+
+def check_request_headers(
+    *,
+    content_type: str | None,
+    content_encoding: str | None,
+    content_length: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """Refuse what the headers alone rule out, before the body is read.
+
+    Raises ``IngestRefused``: 415 (content type or encoding), 413 (declared length over the
+    limit), 400 (malformed ``Idempotency-Key`` or ``Content-Length``).
+    """
+    ingest_body.body_kind(content_type)
+    ingest_body.is_gzip(content_encoding)
+    _checked_key(idempotency_key)
+    ingest_body.check_declared_length(content_length, limit=settings.INGEST_MAX_BODY_BYTES)
+
+
+def records_ingest(
+    *,
+    source: SourceSettings,
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    idempotency_key: str | None,
+) -> IngestResult:
+    """Validate a request body and store all of its records, or none.
+
+    ``source`` is the connector's ``SourceSettings`` (with ``connector`` loaded); ``body`` is
+    the raw request body, gzip when ``content_encoding`` says so. Validation happens before
+    the connector is locked, so the lock is held only while rows are written.
+
+    Returns the 200 answer ``{"accepted", "sample_count", "state"}``, or the stored answer of
+    an earlier request with the same ``idempotency_key`` (``replayed``).
+    Raises ``IngestRefused`` with the status to answer: 400 (malformed body or header),
+    413 (too large, too many records), 415 (content type or encoding), 422 (invalid records,
+    with ``errors``/``error_total``, or a reused key). Raises ``django.db.DatabaseError`` when
+    the database fails; nothing is stored then either.
+    """
+    kind = ingest_body.body_kind(content_type)
+    key = _checked_key(idempotency_key)
+    data = ingest_body.decode_body(
+        body, content_encoding=content_encoding, limit=settings.INGEST_MAX_BODY_BYTES
+    )
+    request_hash = hashlib.sha256(data).hexdigest() if key else ""
+    if key:
+        # A sequential retry is answered here without validating the body again.
+        stored = _live_key(connector_id=source.connector_id, key=key, now=timezone.now())
+        if stored is not None:
+            return _replay(stored, request_hash=request_hash)
+    records = _valid_records(source.connector, data, kind)
+    return _store(source=source, records=records, key=key, request_hash=request_hash)
+
+
+def _checked_key(idempotency_key: str | None) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not set(
+        idempotency_key
+    ).issubset(_KEY_CHARACTERS):
+        raise IngestRefused(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+            "characters.",
+        )
+    return idempotency_key
+
+
+def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind) -> list[bytes]:
+    """The records of ``data`` as JSON bytes, in body order; raises ``IngestRefused``."""
+    schema = compile_schema(fields=connector.field_specs())
+    max_records = settings.INGEST_MAX_RECORDS
+    try:
+        result = schema.validate_body(
+            data,
+            kind=ingest_body.validator_kind(kind, data),
+            max_errors=MAX_ERRORS_LISTED,
+            max_records=max_records,
+        )
+    except MalformedBody as exc:
+        raise IngestRefused(400, f"Malformed body: {exc.message}.") from None
+    except TooManyRecords as exc:
+        raise IngestRefused(
+            413,
+            f"The body holds {exc.count} records; at most {max_records} are accepted per "
+            "request. Split it into several requests.",
+            {"max_records": max_records},
+        ) from None
+    if result.error_total:
+        raise _invalid_records(result.errors, result.error_total)
+    return result.records
+
+
+def _invalid_records(errors: list[RecordError], error_total: int) -> IngestRefused:
+    return IngestRefused(
+        422,
+        f"{error_total} validation error(s), first in record {errors[0].index}: "
+        f"{errors[0].message}. Nothing was stored; fix the records and send the request again.",
+        {
+            "errors": [
+                {"index": error.index, "field": error.field, "message": error.message}
+                for error in errors
+            ],
+            "error_total": error_total,
+            "accepted": 0,
+        },
+    )
+
+
+def _store(
+    *, source: SourceSettings, records: list[bytes], key: str | None, request_hash: str
+) -> IngestResult:
+    """Insert ``records`` under the connector's lock, in one transaction.
+
+    Why sequences are taken under a row lock (and not from a database sequence): a pipeline run
+    sends "the records since the last run", i.e. ``cursor < sequence <= last_sequence`` where
+    ``last_sequence`` is read when the run is created. That is only safe if no record with a
+    sequence <= a committed ``last_sequence`` can commit later. Here the ``SourceSettings`` row is
+    locked (``SELECT … FOR UPDATE``) before the numbers are taken and stays locked until this
+    transaction commits, so ingest transactions of one connector run one after the other and
+    sequences are assigned in commit order: once ``last_sequence = L`` is visible, every record
+    ``<= L`` is visible too, and any record committed later gets a number ``> L``. A database
+    sequence (or ``max(sequence) + 1`` without the lock) would allow a gap that fills in after a
+    run has already moved its cursor past it: that record would never be sent.
+    """
+    organization_id = source.connector.organization_id
+    with transaction.atomic():
+        _limit_lock_wait()
+        locked = SourceSettings.objects.select_for_update().get(pk=source.pk)
+        # One clock reading per request, taken under the lock so received_at follows sequence.
+        now = timezone.now()
+        if key:
+            # A concurrent duplicate waited for our lock: it finds the key the first one stored.
+            stored = _live_key(connector_id=locked.connector_id, key=key, now=now)
+            if stored is not None:
+                return _replay(stored, request_hash=request_hash)
+        first_sequence = locked.last_sequence + 1
+        try:
+            records_insert(
+                organization_id=organization_id,
+                connector_id=locked.connector_id,
+                first_sequence=first_sequence,
+                received_at=now,
+                records=records,
+            )
+        except RecordRejected as exc:
+            raise _rejected_by_database(exc) from None
+        _count_records(locked, len(records))
+        answer = {
+            "accepted": len(records),
+            "sample_count": locked.record_count,
+            "state": locked.state,
+        }
+        if key:
+            _remember(
+                locked,
+                organization_id=organization_id,
+                key=key,
+                request_hash=request_hash,
+                now=now,
+                answer=answer,
+            )
+    source.last_sequence, source.record_count, source.state = (
+        locked.last_sequence,
+        locked.record_count,
+        locked.state,
+    )
+    return IngestResult(status=200, body=answer)
+
+
+def _limit_lock_wait() -> None:
+    """Give up waiting for the connector lock after ``INGEST_LOCK_TIMEOUT_SECONDS`` (503)."""
+    if connection.vendor == "postgresql":
+        milliseconds = int(settings.INGEST_LOCK_TIMEOUT_SECONDS * 1000)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
+
+
+def _count_records(source: SourceSettings, count: int) -> None:
+    source.last_sequence += count
+    source.record_count += count
+    if (
+        source.state == SourceState.AWAITING_SAMPLES
+        and source.record_count >= settings.INGEST_SAMPLES_REQUIRED
+    ):
+        source.state = SourceState.READY
+    source.save(update_fields=["last_sequence", "record_count", "state"])
+
+
+def _rejected_by_database(exc: RecordRejected) -> IngestRefused:
+    index = exc.index if exc.index is not None else 0
+    return _invalid_records([RecordError(index=index, field=None, message=exc.message)], 1)
+
+
+# --- idempotency keys -----------------------------------------------------------------------------
+
+
+def _live_key(*, connector_id: uuid.UUID, key: str, now: datetime) -> IdempotencyKey | None:
+    cutoff = now - timedelta(seconds=settings.INGEST_IDEMPOTENCY_TTL_SECONDS)
+    return IdempotencyKey.objects.filter(
+        connector_id=connector_id, key=key, created_at__gte=cutoff
+    ).first()
+
+
+def _replay(stored: IdempotencyKey, *, request_hash: str) -> IngestResult:
+    if stored.request_hash and stored.request_hash != request_hash:
+        raise IngestRefused(
+            422,
+            "This Idempotency-Key was already used for a different request body in the last "
+            "24 hours; use a new key for a new request.",
+            {"errors": [], "error_total": 0, "accepted": 0},
+        )
+    return IngestResult(status=stored.response_status, body=stored.response_body, replayed=True)
+
+
+def _remember(
+    source: SourceSettings,
+    *,
+    organization_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    now: datetime,
+    answer: dict[str, Any],
+) -> None:
+    # An expired row with the same key may still be there (purge runs separately).
+    IdempotencyKey.objects.filter(connector_id=source.connector_id, key=key).delete()
+    IdempotencyKey.objects.create(
+        organization_id=organization_id,
+        connector_id=source.connector_id,
+        key=key,
+        created_at=now,
+        request_hash=request_hash,
+        response_status=200,
+        response_body=answer,
+    )
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete the idempotency keys older than the TTL, of every connector; returns how many.
+
+    Expired keys are already ignored by ingest, so this only reclaims space: run it from cron
+    or the scheduler (``manage.py purge_idempotency_keys``).
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.INGEST_IDEMPOTENCY_TTL_SECONDS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- the sample gate ------------------------------------------------------------------------------
+
+
+def source_save(*, connector: Connector) -> Connector:
+    """Save a source: ``ready`` → ``active``. Saving an active source again changes nothing.
+
+    Raises ``NotASource`` for a destination and ``SamplesRequired`` (with the current count)
+    while fewer than ``settings.INGEST_SAMPLES_REQUIRED`` records have been received.
+    Returns the connector with its refreshed ``source``.
+    """
+    if not connector.is_source:
+        raise NotASource()
+    with transaction.atomic():
+        source = SourceSettings.objects.select_for_update().get(connector=connector)
+        if source.state != SourceState.ACTIVE:
+            if source.record_count < settings.INGEST_SAMPLES_REQUIRED:
+                raise SamplesRequired(
+                    sample_count=source.record_count,
+                    samples_required=settings.INGEST_SAMPLES_REQUIRED,
+                )
+            source.state = SourceState.ACTIVE
+            source.save(update_fields=["state"])
+            connector.save(update_fields=["updated_at"])
+    connector.source = source
+    return connector
