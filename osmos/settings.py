@@ -269,6 +269,20 @@ DELIVERY_RETRY_AFTER_CAP_SECONDS = env_float("DELIVERY_RETRY_AFTER_CAP_SECONDS",
 DELIVERY_SINGLE_CONCURRENCY = env_int("DELIVERY_SINGLE_CONCURRENCY", 8, minimum=1)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = env_int("RUN_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 15.0)
+# Single mode: records per chunk (the unit confirmed at once, so at most this many are sent
+# again after a worker crash).
+DELIVERY_SINGLE_CHUNK_RECORDS = env_int("DELIVERY_SINGLE_CHUNK_RECORDS", 1000, minimum=1)
+# A worker stops starting new chunks of a run after this long and re-enqueues the run.
+DELIVERY_RUN_SLICE_SECONDS = env_float("DELIVERY_RUN_SLICE_SECONDS", 300.0)
+# A batch body (and a chunk's failures) stays in memory up to this size, then goes to disk.
+DELIVERY_SPOOL_MEMORY_BYTES = env_int("DELIVERY_SPOOL_MEMORY_BYTES", 8 * 1024 * 1024)
+# A queued run not handed to the broker after this long is enqueued by the sweep; one
+# handed over but still queued after RUN_REQUEUE_AFTER_SECONDS is enqueued again.
+RUN_ENQUEUE_GRACE_SECONDS = env_int("RUN_ENQUEUE_GRACE_SECONDS", 10, minimum=1)
+RUN_REQUEUE_AFTER_SECONDS = env_int("RUN_REQUEUE_AFTER_SECONDS", 600, minimum=10)
+# The destination test action (POST /api/v1/connectors/{id}/test/).
+DESTINATION_TEST_TIMEOUT_SECONDS = env_float("DESTINATION_TEST_TIMEOUT_SECONDS", 10.0)
+DESTINATION_TEST_SAMPLE_RECORDS = env_int("DESTINATION_TEST_SAMPLE_RECORDS", 3, minimum=1)
 
 # Ingest limits.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1024)
@@ -292,4 +306,4 @@ LOGGING = {
 
 # Callables ``f(*, stop: threading.Event)`` that `manage.py run_embedded` runs in threads
 # beside the web server and worker (the scheduler and the stale-run sweep).
-EMBEDDED_BACKGROUND_LOOPS: list[str] = []
+EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]

@@ -1,1 +1,19 @@
-urlpatterns = []
+"""API routes of pipelines under ``/api/v1/``: pipelines, runs, and connectors' ``test/``."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+
+router = SimpleRouter()
+router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("runs", RunViewSet, basename="run")
+
+urlpatterns = [
+    *router.urls,
+    path(
+        "connectors/<uuid:pk>/test/",
+        DestinationTestViewSet.as_view({"post": "test"}),
+        name="connector-test",
+    ),
+]

@@ -1,0 +1,520 @@
+"""REST API of pipelines and runs (SPEC §6), and the destination ``test/`` action.
+
+Views are thin: serializers check the shape of the input, ``pipelines.services`` validates
+and writes. Objects of other organizations are not in any queryset, so they answer 404;
+a connector of another organization named in a pipeline answers 400 "No such connector.".
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import mixins, renderers, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from connectors.models import Connector
+from osmos.api import TenantScopedViewSet, json_error
+from osmos.tenancy.authentication import TokenUser
+from pipelines import selectors, services
+from pipelines.models import Pipeline, RecordFailure, Run, RunState, SyncMode, Trigger
+from pipelines.probe import destination_test
+
+# --- serializers --------------------------------------------------------------------------------
+
+
+class ScheduleSerializer(serializers.Serializer):
+    cron = serializers.CharField(help_text="Five-field cron expression, e.g. `0 7 * * *`.")
+    timezone = serializers.CharField(
+        default="UTC", help_text="IANA time zone in which the cron expression is read."
+    )
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    source = serializers.UUIDField(source="source_id")
+    destination = serializers.UUIDField(source="destination_id")
+    mapping = serializers.DictField(
+        child=serializers.CharField(), help_text="{destination field: source field}"
+    )
+    schedule = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pipeline
+        fields = [
+            "id",
+            "name",
+            "source",
+            "destination",
+            "mapping",
+            "schedule",
+            "sync_mode",
+            "enabled",
+            "next_run_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_schedule(self, pipeline: Pipeline) -> ScheduleSerializer(allow_null=True):  # type: ignore[valid-type]
+        if not pipeline.schedule_cron:
+            return None
+        return {"cron": pipeline.schedule_cron, "timezone": pipeline.schedule_timezone}
+
+
+class PipelineWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    source = serializers.UUIDField()
+    destination = serializers.UUIDField()
+    mapping = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        allow_null=True,
+        help_text="{destination field: source field}; omitted or null = same names.",
+    )
+    schedule = ScheduleSerializer(required=False, allow_null=True, help_text="null = manual only")
+    sync_mode = serializers.ChoiceField(choices=SyncMode.choices, default=SyncMode.INCREMENTAL)
+    enabled = serializers.BooleanField(default=True)
+
+
+class PipelinePatchSerializer(PipelineWriteSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        for item in fields.values():
+            item.required = False
+        fields["sync_mode"].default = serializers.empty
+        fields["enabled"].default = serializers.empty
+        return fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    pipeline = serializers.UUIDField(source="pipeline_id")
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "pipeline",
+            "trigger",
+            "state",
+            "records_total",
+            "records_delivered",
+            "records_failed",
+            "requests_made",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class FailureSerializer(serializers.ModelSerializer):
+    record = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = RecordFailure
+        fields = ["sequence", "record", "reason", "http_status"]
+
+
+_DETAIL = inline_serializer("PipelineDetail", fields={"detail": serializers.CharField()})
+_PIPELINE_EXAMPLE = {
+    "id": "6f1c2b1e-3f0a-4d0e-9a47-1f4f8a0e5b21",
+    "name": "Orders to CRM",
+    "source": "0b6e1b7e-1d7b-4f63-8d3e-9f1a2b3c4d5e",
+    "destination": "8c2d4e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+    "mapping": {"id": "id", "email": "email", "total": "amount"},
+    "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"},
+    "sync_mode": "incremental",
+    "enabled": True,
+    "next_run_at": "2025-03-02T06:00:00Z",
+    "created_at": "2025-03-01T09:30:00Z",
+    "updated_at": "2025-03-01T09:30:00Z",
+}
+_RUN_EXAMPLE = {
+    "id": "2a4b6c8d-0e1f-4a3b-9c5d-7e9f1a3b5c7d",
+    "pipeline": _PIPELINE_EXAMPLE["id"],
+    "trigger": "api",
+    "state": "partially_failed",
+    "records_total": 1000,
+    "records_delivered": 998,
+    "records_failed": 2,
+    "requests_made": 21,
+    "created_at": "2025-03-01T10:00:00Z",
+    "started_at": "2025-03-01T10:00:01Z",
+    "finished_at": "2025-03-01T10:00:04Z",
+}
+_FAILURE_EXAMPLE = {
+    "sequence": 42,
+    "record": {"id": 42, "email": "not-an-email", "total": 12.5},
+    "reason": "The destination answered 422 Unprocessable Entity.",
+    "http_status": 422,
+}
+
+
+def _trigger_of(request) -> str:
+    return Trigger.API if isinstance(request.user, TokenUser) else Trigger.MANUAL
+
+
+def _provided(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: data[key] for key in keys if key in data}
+
+
+# --- pipelines ----------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List pipelines",
+        examples=[OpenApiExample("A pipeline", value=[_PIPELINE_EXAMPLE], response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="Get a pipeline",
+        responses={200: PipelineSerializer, 404: _DETAIL},
+        examples=[OpenApiExample("A pipeline", value=_PIPELINE_EXAMPLE, response_only=True)],
+    ),
+)
+class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Pipelines of the caller's organization. Members read and run; owners/admins write."""
+
+    serializer_class = PipelineSerializer
+    member_actions = ("run",)
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self, organization):
+        return selectors.pipeline_list(organization=organization)
+
+    @extend_schema(
+        summary="Create a pipeline",
+        request=PipelineWriteSerializer,
+        responses={201: PipelineSerializer, 400: OpenApiResponse(description="Invalid input")},
+        examples=[
+            OpenApiExample(
+                "Daily at 07:00 in Paris",
+                value={
+                    "name": "Orders to CRM",
+                    "source": _PIPELINE_EXAMPLE["source"],
+                    "destination": _PIPELINE_EXAMPLE["destination"],
+                    "mapping": {"id": "id", "email": "email", "total": "amount"},
+                    "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"},
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Created", value=_PIPELINE_EXAMPLE, response_only=True),
+        ],
+    )
+    def create(self, request):
+        data = _valid(PipelineWriteSerializer, request.data)
+        pipeline = services.pipeline_create(
+            organization=self.organization,
+            name=data["name"],
+            source_id=data["source"],
+            destination_id=data["destination"],
+            mapping=data.get("mapping"),
+            schedule=data.get("schedule"),
+            sync_mode=data["sync_mode"],
+            enabled=data["enabled"],
+        )
+        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a pipeline",
+        description="Name, mapping, schedule, sync mode and enabled can change; source and "
+        "destination cannot (create another pipeline).",
+        request=PipelinePatchSerializer,
+        responses={200: PipelineSerializer, 400: OpenApiResponse(description="Invalid input")},
+        examples=[
+            OpenApiExample("Pause", value={"enabled": False}, request_only=True),
+            OpenApiExample("Manual only", value={"schedule": None}, request_only=True),
+        ],
+    )
+    def partial_update(self, request, pk=None):
+        pipeline = self.get_object()
+        data = _valid(PipelinePatchSerializer, request.data)
+        errors = {
+            key: ["The source and destination of a pipeline cannot be changed."]
+            for key in ("source", "destination")
+            if key in data and data[key] != getattr(pipeline, f"{key}_id")
+        }
+        if errors:
+            raise ValidationError(errors)
+        pipeline = services.pipeline_update(
+            pipeline=pipeline,
+            **_provided(data, ("name", "mapping", "schedule", "sync_mode", "enabled")),
+        )
+        return Response(PipelineSerializer(pipeline).data)
+
+    @extend_schema(
+        summary="Delete a pipeline and its runs",
+        responses={204: None, 404: _DETAIL, 409: _DETAIL},
+    )
+    def destroy(self, request, pk=None):
+        try:
+            services.pipeline_delete(pipeline=self.get_object())
+        except services.PipelineConflict as exc:
+            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Run a pipeline now",
+        description="Creates a queued run of the records that arrived since the last run "
+        "(incremental) or of all records (full). Members may run pipelines.",
+        request=None,
+        responses={202: RunSerializer, 404: _DETAIL},
+        examples=[
+            OpenApiExample(
+                "Queued",
+                value={
+                    **_RUN_EXAMPLE,
+                    "state": "queued",
+                    "records_total": 0,
+                    "records_delivered": 0,
+                    "records_failed": 0,
+                    "requests_made": 0,
+                    "started_at": None,
+                    "finished_at": None,
+                },
+                response_only=True,
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        run = services.run_create(pipeline=self.get_object(), trigger=_trigger_of(request))
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _valid(serializer_class, data) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationError({"detail": "Send a JSON object."})
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Only makes ``?format=csv`` acceptable; the view streams the CSV itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return orjson.dumps(data)  # errors (404, 403) under ?format=csv
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    # A spreadsheet would run "=…" from a customer's API answer as a formula.
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def failures_csv_rows(failures) -> Iterator[str]:
+    """The CSV lines of failure rows, header first; the query is read in batches."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(["sequence", "http_status", "reason", "response_excerpt", "record"])
+    for failure in failures.iterator(chunk_size=2000):
+        yield writer.writerow(
+            [
+                failure.sequence,
+                "" if failure.http_status is None else failure.http_status,
+                _cell(failure.reason),
+                _cell(failure.response_excerpt),
+                orjson.dumps(failure.record).decode(),
+            ]
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List runs",
+        parameters=[
+            OpenApiParameter("pipeline", str, description="Only runs of this pipeline (id)."),
+            OpenApiParameter("state", str, enum=RunState.values, description="Only this state."),
+        ],
+        examples=[OpenApiExample("Runs", value=[_RUN_EXAMPLE], response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="Get a run",
+        responses={200: RunSerializer, 404: _DETAIL},
+        examples=[OpenApiExample("A run", value=_RUN_EXAMPLE, response_only=True)],
+    ),
+)
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Runs of the caller's organization's pipelines, newest first."""
+
+    serializer_class = RunSerializer
+    member_actions = ("retry_failed",)
+
+    def scoped_queryset(self, organization):
+        if self.action != "list":
+            return selectors.run_list(organization=organization)
+        pipeline = self.request.query_params.get("pipeline") or None
+        state = self.request.query_params.get("state") or None
+        if pipeline is not None:
+            try:
+                uuid.UUID(pipeline)
+            except ValueError:
+                raise ValidationError({"pipeline": ["Must be a pipeline id."]}) from None
+        if state is not None and state not in RunState.values:
+            raise ValidationError({"state": [f"Must be one of {', '.join(RunState.values)}."]})
+        return selectors.run_list(organization=organization, pipeline_id=pipeline, state=state)
+
+    @extend_schema(
+        summary="Failed records of a run",
+        description="JSON pages of `{sequence, record, reason, http_status}`; with "
+        "`?format=csv` the whole list streams as CSV (columns sequence, http_status, reason, "
+        "response_excerpt, record).",
+        parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
+        responses={200: FailureSerializer(many=True), 404: _DETAIL},
+        examples=[OpenApiExample("A failure", value=[_FAILURE_EXAMPLE], response_only=True)],
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[renderers.JSONRenderer, renderers.BrowsableAPIRenderer, CSVRenderer],
+    )
+    def failures(self, request, pk=None):
+        run = self.get_object()
+        failures = selectors.run_failures(organization=self.organization, run=run)
+        if request.accepted_renderer.format == "csv":
+            response = StreamingHttpResponse(
+                failures_csv_rows(failures), content_type="text/csv; charset=utf-8"
+            )
+            response["Content-Disposition"] = f'attachment; filename="run-{run.id}-failures.csv"'
+            return response
+        page = self.paginate_queryset(failures)
+        return self.get_paginated_response(FailureSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Send the failed records of a run again",
+        description="Creates a run (trigger `retry`) of exactly the failed records. 409 when "
+        "the run has not finished or has no failed record. Members may retry.",
+        request=None,
+        responses={202: RunSerializer, 404: _DETAIL, 409: _DETAIL},
+        examples=[
+            OpenApiExample(
+                "Queued",
+                value={**_RUN_EXAMPLE, "trigger": "retry", "state": "queued"},
+                response_only=True,
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request, pk=None):
+        try:
+            run = services.run_retry_failed(run=self.get_object())
+        except services.PipelineConflict as exc:
+            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Cancel a run",
+        description="No further request is sent; records not sent are recorded as failed "
+        "(reason: cancelled) and can be retried. 409 when the run has already finished.",
+        request=None,
+        responses={200: RunSerializer, 404: _DETAIL, 409: _DETAIL},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        try:
+            run = services.run_cancel(run=self.get_object())
+        except services.PipelineConflict as exc:
+            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        return Response(RunSerializer(run).data)
+
+
+# --- the destination test action ----------------------------------------------------------------
+
+
+class DestinationTestSerializer(serializers.Serializer):
+    records = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        min_length=1,
+        max_length=10,
+        help_text="Records to send (checked against the destination schema); omitted = "
+        "sample records made up from the schema.",
+    )
+
+
+class DestinationTestResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status = serializers.IntegerField(allow_null=True)
+    response_excerpt = serializers.CharField(allow_blank=True)
+    elapsed_ms = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+    records_sent = serializers.IntegerField()
+
+
+class DestinationTestViewSet(TenantScopedViewSet):
+    """``POST /api/v1/connectors/{id}/test/``: one request to a destination, answered inline."""
+
+    serializer_class = DestinationTestResultSerializer
+
+    def scoped_queryset(self, organization):
+        return Connector.objects.for_organization(organization)
+
+    @extend_schema(
+        summary="Test a destination",
+        description="Sends sample records once (batch: one array; single: the first record) "
+        "with a short timeout and reports the answer. A destination that cannot be reached "
+        "is `ok: false` with the reason in `error`, not an error of this API.",
+        request=DestinationTestSerializer,
+        responses={200: DestinationTestResultSerializer, 400: _DETAIL, 404: _DETAIL},
+        examples=[
+            OpenApiExample(
+                "Accepted",
+                value={
+                    "ok": True,
+                    "status": 200,
+                    "response_excerpt": '{"received": 3}',
+                    "elapsed_ms": 84,
+                    "error": "",
+                    "records_sent": 3,
+                },
+                response_only=True,
+            ),
+            OpenApiExample(
+                "Unreachable",
+                value={
+                    "ok": False,
+                    "status": None,
+                    "response_excerpt": "",
+                    "elapsed_ms": 3,
+                    "error": "Could not connect to api.example.com: Connection refused.",
+                    "records_sent": 3,
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def test(self, request, pk=None):
+        connector = self.get_queryset().filter(pk=pk).select_related("destination").first()
+        if connector is None:
+            raise NotFound()
+        if connector.is_source:
+            return json_error("Only a destination can be tested.", status.HTTP_400_BAD_REQUEST)
+        data = _valid(DestinationTestSerializer, request.data if request.data else {})
+        result = destination_test(connector=connector, records=data.get("records"))
+        return Response(DestinationTestResultSerializer(result).data)
