@@ -318,14 +318,18 @@ class Outcome:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, outcome: Outcome) -> bool:
-    """Record the chunk's outcome atomically; False (nothing written) when the lease is lost."""
+def _confirm(
+    *, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, outcome: Outcome
+) -> Run | None:
+    """Record the chunk's outcome atomically and return the run as locked (its state tells
+    whether it was cancelled meanwhile); None, with nothing written, when the lease is lost.
+    """
     with transaction.atomic():
         run = _locked_if_ours(run_id, token)
         if run is None:
-            return False
+            return None
         if RunChunk.objects.filter(pk=chunk.pk, state=ChunkState.DONE).exists():
-            return True  # defensive: the lease makes this impossible
+            return run  # defensive: the lease makes this impossible
         batch: list[RecordFailure] = []
         for sequence, record, reason, status, excerpt in outcome.failures.rows():
             batch.append(
@@ -365,7 +369,7 @@ def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, outcome: O
             records_failed=F("records_failed") + failed,
             heartbeat_at=timezone.now(),
         )
-    return True
+    return run
 
 
 class RequestRecorder:
@@ -818,10 +822,11 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         for chunk in _pending_chunks(run_id):
             outcome = _cancelled_outcome(run, chunk)
             try:
-                if not _confirm(run_id=run_id, token=token, chunk=chunk, outcome=outcome):
-                    return
+                confirmed = _confirm(run_id=run_id, token=token, chunk=chunk, outcome=outcome)
             finally:
                 outcome.failures.close()
+            if confirmed is None:
+                return
     with transaction.atomic():
         run = _locked_if_ours(run_id, token)
         if run is None or RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).exists():
@@ -911,16 +916,22 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 recorder=recorder,
                 pool=pool,
             )
-        for chunk in _pending_chunks(run.id):
+        for position, chunk in enumerate(_pending_chunks(run.id)):
             if heartbeat.abort.is_set():
                 break
-            if time.monotonic() > deadline:
+            # At least one chunk per slice, so that every message makes progress.
+            if position and time.monotonic() > deadline:
                 _release(run.id, token)
                 return False
             outcome = sender.deliver(chunk)
             try:
-                if not _confirm(run_id=run.id, token=token, chunk=chunk, outcome=outcome):
-                    return False
+                confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, outcome=outcome)
             finally:
                 outcome.failures.close()
+            if confirmed is None:
+                return False
+            if confirmed.state == RunState.CANCELLED:
+                # Seen under the row lock: stop now rather than at the next heartbeat.
+                heartbeat.cancelled = True
+                heartbeat.abort.set()
     return True

@@ -15,12 +15,30 @@ from tests.pipelines.conftest import (
 )
 
 PIPELINE_KEYS = {
-    "id", "name", "source", "destination", "mapping", "schedule", "sync_mode", "enabled",
-    "next_run_at", "created_at", "updated_at",
+    "id",
+    "name",
+    "source",
+    "destination",
+    "mapping",
+    "schedule",
+    "sync_mode",
+    "enabled",
+    "next_run_at",
+    "created_at",
+    "updated_at",
 }
 RUN_KEYS = {
-    "id", "pipeline", "trigger", "state", "records_total", "records_delivered",
-    "records_failed", "requests_made", "created_at", "started_at", "finished_at",
+    "id",
+    "pipeline",
+    "trigger",
+    "state",
+    "records_total",
+    "records_delivered",
+    "records_failed",
+    "requests_made",
+    "created_at",
+    "started_at",
+    "finished_at",
 }
 
 
@@ -52,9 +70,7 @@ def _body(ends, **extra):
 
 
 def test_create_returns_the_pipeline_json_with_same_name_mapping_by_default(api_a, ends):
-    response = api_a.post(
-        "/api/v1/pipelines/", {**_body(ends), "mapping": MAPPING}, format="json"
-    )
+    response = api_a.post("/api/v1/pipelines/", {**_body(ends), "mapping": MAPPING}, format="json")
     assert response.status_code == 201, response.json()
     data = response.json()
     assert set(data) == PIPELINE_KEYS
@@ -65,8 +81,11 @@ def test_create_returns_the_pipeline_json_with_same_name_mapping_by_default(api_
 
 
 def test_create_with_a_schedule_computes_the_next_run_in_the_time_zone(api_a, ends):
-    body = {**_body(ends), "mapping": MAPPING,
-            "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"}}
+    body = {
+        **_body(ends),
+        "mapping": MAPPING,
+        "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"},
+    }
     data = api_a.post("/api/v1/pipelines/", body, format="json").json()
     assert data["schedule"] == {"cron": "0 7 * * *", "timezone": "Europe/Paris"}
     assert data["next_run_at"].endswith(("T06:00:00Z", "T05:00:00Z"))
@@ -218,16 +237,27 @@ def test_runs_are_listed_newest_first_and_filtered_by_pipeline_and_state(api_a, 
 def _finished_run_with_failures(pipeline, count=3):
     org = pipeline.organization
     run = Run.objects.create(
-        organization=org, pipeline=pipeline, trigger="api", state=RunState.PARTIALLY_FAILED,
-        sequence_from=0, sequence_to=50, records_total=50, records_delivered=50 - count,
-        records_failed=count, finished_at="2025-01-01T00:00:00Z",
+        organization=org,
+        pipeline=pipeline,
+        trigger="api",
+        state=RunState.PARTIALLY_FAILED,
+        sequence_from=0,
+        sequence_to=50,
+        records_total=50,
+        records_delivered=50 - count,
+        records_failed=count,
+        finished_at="2025-01-01T00:00:00Z",
         planned_at="2025-01-01T00:00:00Z",
     )
     for sequence in range(1, count + 1):
         RecordFailure.objects.create(
-            organization=org, run=run, sequence=sequence, record={"id": sequence},
-            reason="=HYPERLINK(\"x\")" if sequence == 1 else "The destination answered 422.",
-            http_status=422, response_excerpt='{"error": "bad"}',
+            organization=org,
+            run=run,
+            sequence=sequence,
+            record={"id": sequence},
+            reason='=HYPERLINK("x")' if sequence == 1 else "The destination answered 422.",
+            http_status=422,
+            response_excerpt='{"error": "bad"}',
         )
     return run
 
@@ -237,7 +267,9 @@ def test_failures_are_paginated_json(api_a, pipeline):
     data = api_a.get(f"/api/v1/runs/{run.id}/failures/").json()
     assert data["count"] == 3
     assert data["results"][1] == {
-        "sequence": 2, "record": {"id": 2}, "reason": "The destination answered 422.",
+        "sequence": 2,
+        "record": {"id": 2},
+        "reason": "The destination answered 422.",
         "http_status": 422,
     }
 
@@ -250,7 +282,7 @@ def test_failures_stream_as_csv_with_formulas_neutralized(api_a, pipeline):
     assert response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0] == "sequence,http_status,reason,response_excerpt,record"
-    assert lines[1].startswith('1,422,"\'=HYPERLINK')
+    assert lines[1].startswith("1,422,\"'=HYPERLINK")
     assert lines[2] == '2,422,The destination answered 422.,"{""error"": ""bad""}","{""id"":2}"'
     assert len(lines) == 4
 
@@ -267,11 +299,15 @@ def test_retry_failed_creates_a_retry_run_of_exactly_the_failed_records(api_a, p
 def test_retry_failed_is_409_when_nothing_failed_or_the_run_is_not_finished(api_a, pipeline):
     org = pipeline.organization
     clean = Run.objects.create(
-        organization=org, pipeline=pipeline, trigger="api", state=RunState.SUCCEEDED,
+        organization=org,
+        pipeline=pipeline,
+        trigger="api",
+        state=RunState.SUCCEEDED,
         finished_at="2025-01-01T00:00:00Z",
     )
-    running = Run.objects.create(organization=org, pipeline=pipeline, trigger="api",
-                                 state=RunState.RUNNING)
+    running = Run.objects.create(
+        organization=org, pipeline=pipeline, trigger="api", state=RunState.RUNNING
+    )
     for run in (clean, running):
         response = api_a.post(f"/api/v1/runs/{run.id}/retry-failed/")
         assert response.status_code == 409
@@ -290,8 +326,10 @@ def test_every_endpoint_answers_404_for_another_organizations_objects(
     for client in (outsider_client, api_b):
         pid, rid = pipeline.id, run.id
         assert client.get(f"/api/v1/pipelines/{pid}/").status_code == 404
-        assert client.patch(f"/api/v1/pipelines/{pid}/", {"name": "x"},
-                            format="json").status_code == 404
+        assert (
+            client.patch(f"/api/v1/pipelines/{pid}/", {"name": "x"}, format="json").status_code
+            == 404
+        )
         assert client.delete(f"/api/v1/pipelines/{pid}/").status_code == 404
         assert client.post(f"/api/v1/pipelines/{pid}/run/").status_code == 404
         assert client.get(f"/api/v1/runs/{rid}/").status_code == 404
@@ -310,6 +348,11 @@ def test_openapi_schema_documents_the_pipeline_endpoints(api_a):
     response = api_a.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    for path in ("/api/v1/pipelines/", "/api/v1/pipelines/{id}/run/", "/api/v1/runs/{id}/failures/",
-                 "/api/v1/runs/{id}/retry-failed/", "/api/v1/connectors/{id}/test/"):
+    for path in (
+        "/api/v1/pipelines/",
+        "/api/v1/pipelines/{id}/run/",
+        "/api/v1/runs/{id}/failures/",
+        "/api/v1/runs/{id}/retry-failed/",
+        "/api/v1/connectors/{id}/test/",
+    ):
         assert path in paths, path
