@@ -1,1 +1,20 @@
-urlpatterns = []
+"""Connector pages, mounted at ``/connectors/``."""
+
+from django.urls import path
+
+from connectors import views
+
+app_name = "connectors"
+
+urlpatterns = [
+    path("", views.connector_list, name="list"),
+    path("new/", views.connector_new, name="new"),
+    path("<str:connector_id>/", views.connector_detail, name="detail"),
+    path("<str:connector_id>/progress/", views.source_progress, name="progress"),
+    path("<str:connector_id>/save/", views.source_save, name="save"),
+    path("<str:connector_id>/rotate/", views.source_rotate, name="rotate"),
+    path("<str:connector_id>/edit/", views.connector_edit, name="edit"),
+    path("<str:connector_id>/duplicate/", views.connector_duplicate, name="duplicate"),
+    path("<str:connector_id>/delete/", views.connector_delete, name="delete"),
+    path("<str:connector_id>/test/", views.destination_test, name="test"),
+]

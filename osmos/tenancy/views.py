@@ -63,7 +63,21 @@ def signup(request):
 
 @organization_required
 def home(request):
-    return render(request, "tenancy/home.html", {})
+    """The organization's start page: what exists, what to do next, the latest runs."""
+    # Imported here: the tenancy app sits below the product apps and must not need them to load.
+    from connectors.selectors import connector_list
+    from pipelines.selectors import pipeline_list, run_list
+
+    connectors = connector_list(organization=request.organization)
+    sources = connectors.filter(direction="source")
+    context = {
+        "source_count": sources.count(),
+        "active_source_count": sources.filter(source__state="active").count(),
+        "destination_count": connectors.filter(direction="destination").count(),
+        "pipeline_count": pipeline_list(organization=request.organization).count(),
+        "recent_runs": run_list(organization=request.organization).select_related("pipeline")[:8],
+    }
+    return render(request, "tenancy/home.html", context)
 
 
 @login_required

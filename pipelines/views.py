@@ -1,0 +1,321 @@
+"""Pipeline pages: the list, the builder (new and edit), the pipeline page with its runs, and
+the run page with its failed records.
+
+Reads go through the selectors with the current organization (another organization's
+pipeline or run is a 404); writes go through ``pipelines.services``. Members may view, run
+a pipeline and retry failed records (SPEC §2); everything else needs an owner or admin.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from connectors import selectors as connector_selectors
+from connectors.forms import json_cell
+from connectors.models import Connector, Direction, SourceState
+from ingest import selectors as ingest_selectors
+from osmos.tenancy.views import organization_required, require_manager
+from pipelines import cron, selectors, services
+from pipelines.forms import (
+    CUSTOM,
+    MANUAL,
+    SCHEDULE_PRESETS,
+    PipelineDraft,
+    next_run_times,
+)
+from pipelines.mapping import map_record
+from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, Trigger
+
+PAGE_SIZE = 25
+PREVIEW_RECORDS = 5
+
+
+def _pipeline_or_404(request: HttpRequest, pipeline_id) -> Pipeline:
+    pipeline = _get_or_none(selectors.pipeline_list(organization=request.organization), pipeline_id)
+    if pipeline is None:
+        raise Http404("No such pipeline.")
+    return pipeline
+
+
+def _run_or_404(request: HttpRequest, run_id) -> Run:
+    run = _get_or_none(selectors.run_list(organization=request.organization), run_id)
+    if run is None:
+        raise Http404("No such run.")
+    return run
+
+
+def _get_or_none(queryset, object_id):
+    try:
+        return queryset.filter(pk=object_id).first()
+    except ValidationError:  # not a UUID
+        return None
+
+
+@organization_required
+@require_GET
+def pipeline_list(request: HttpRequest) -> HttpResponse:
+    pipelines = selectors.pipeline_list(organization=request.organization).select_related(
+        "source", "destination"
+    )
+    page = Paginator(pipelines, PAGE_SIZE).get_page(request.GET.get("page"))
+    runs = selectors.run_list(organization=request.organization)
+    rows = [(pipeline, runs.filter(pipeline=pipeline).first()) for pipeline in page]
+    return render(request, "pipelines/list.html", {"page": page, "rows": rows})
+
+
+def _ends(request: HttpRequest) -> tuple[list[Connector], list[Connector]]:
+    connectors = connector_selectors.connector_list(organization=request.organization)
+    sources = [c for c in connectors if c.is_source and c.source.state == SourceState.ACTIVE]
+    destinations = [c for c in connectors if c.direction == Direction.DESTINATION]
+    return sources, destinations
+
+
+def _connector_choice(request: HttpRequest, value: str | None, direction: str) -> Connector | None:
+    connector = connector_selectors.connector_get(
+        organization=request.organization, connector_id=value or ""
+    )
+    if connector is None or connector.direction != direction:
+        return None
+    return connector
+
+
+def _builder_context(request: HttpRequest, draft: PipelineDraft) -> dict:
+    return {
+        "draft": draft,
+        "source_fields": draft.source.field_specs(),
+        "presets": SCHEDULE_PRESETS,
+        "manual": MANUAL,
+        "custom": CUSTOM,
+        "timezones": sorted(available_timezones() | {"UTC"}),
+        "preview": _preview(request, draft),
+        "next_runs": _next_runs(draft),
+    }
+
+
+def _preview(request: HttpRequest, draft: PipelineDraft) -> dict:
+    """The first sample records of the source as the destination would receive them."""
+    samples = ingest_selectors.samples_of(organization=request.organization, connector=draft.source)
+    pairs = list(draft.mapping().items())
+    columns = [row.destination.name for row in draft.rows]
+    records = [map_record(record.data, pairs) for record in samples[:PREVIEW_RECORDS]]
+    rows = [[json_cell(r[c]) if c in r else "—" for c in columns] for r in records]
+    return {"columns": columns, "rows": rows}
+
+
+def _next_runs(draft: PipelineDraft) -> dict:
+    if draft.schedule == MANUAL:
+        return {"manual": True, "times": [], "error": ""}
+    try:
+        times = next_run_times(
+            cron_expression=draft.cron, timezone=draft.timezone, after=timezone.now()
+        )
+    except cron.InvalidSchedule as error:
+        return {"manual": False, "times": [], "error": error.message}
+    return {"manual": False, "times": times, "error": "", "zone": draft.timezone}
+
+
+@organization_required
+@require_http_methods(["GET", "POST"])
+def pipeline_new(request: HttpRequest) -> HttpResponse:
+    """Step 1 picks the two connectors (GET); step 2 is the builder, posted to create."""
+    require_manager(request)
+    params = request.POST if request.method == "POST" else request.GET
+    source = _connector_choice(request, params.get("source"), Direction.SOURCE)
+    destination = _connector_choice(request, params.get("destination"), Direction.DESTINATION)
+    if source is None or destination is None:
+        sources, destinations = _ends(request)
+        context = {
+            "sources": sources,
+            "destinations": destinations,
+            "chosen": params,
+            "invalid": bool(params.get("source") or params.get("destination")),
+        }
+        return render(request, "pipelines/pick.html", context)
+    if request.method == "GET":
+        draft = PipelineDraft.new(source=source, destination=destination)
+        return render(request, "pipelines/builder.html", _builder_context(request, draft))
+    draft = PipelineDraft.from_post(request.POST, source=source, destination=destination)
+    try:
+        pipeline = services.pipeline_create(
+            organization=request.organization,
+            name=draft.name,
+            source_id=source.pk,
+            destination_id=destination.pk,
+            mapping=draft.mapping(),
+            schedule=draft.schedule_argument(),
+            sync_mode=draft.sync_mode,
+            enabled=draft.enabled,
+        )
+    except ValidationError as error:
+        draft.attach_errors(error.message_dict)
+        context = _builder_context(request, draft)
+        return render(request, "pipelines/builder.html", context, status=400)
+    messages.success(request, f"Pipeline “{pipeline.name}” created.")
+    return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+
+
+@organization_required
+@require_http_methods(["GET", "POST"])
+def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
+    require_manager(request)
+    pipeline = _pipeline_or_404(request, pipeline_id)
+    if request.method == "GET":
+        draft = PipelineDraft.of(pipeline)
+        context = _builder_context(request, draft)
+        context["pipeline"] = pipeline
+        return render(request, "pipelines/builder.html", context)
+    draft = PipelineDraft.from_post(
+        request.POST, source=pipeline.source, destination=pipeline.destination
+    )
+    try:
+        services.pipeline_update(
+            pipeline=pipeline,
+            name=draft.name,
+            mapping=draft.mapping(),
+            schedule=draft.schedule_argument(),
+            sync_mode=draft.sync_mode,
+            enabled=draft.enabled,
+        )
+    except ValidationError as error:
+        draft.attach_errors(error.message_dict)
+        context = _builder_context(request, draft)
+        context["pipeline"] = pipeline
+        return render(request, "pipelines/builder.html", context, status=400)
+    messages.success(request, "Pipeline saved.")
+    return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+
+
+def _draft_for_preview(request: HttpRequest) -> PipelineDraft:
+    source = _connector_choice(request, request.GET.get("source"), Direction.SOURCE)
+    destination = _connector_choice(request, request.GET.get("destination"), Direction.DESTINATION)
+    if source is None or destination is None:
+        raise Http404("No such connector.")
+    return PipelineDraft.from_post(request.GET, source=source, destination=destination)
+
+
+@organization_required
+@require_GET
+def builder_preview(request: HttpRequest) -> HttpResponse:
+    """The builder's live parts (mapped preview, next run times), refreshed as it changes."""
+    draft = _draft_for_preview(request)
+    return render(request, "pipelines/_builder_live.html", _builder_context(request, draft))
+
+
+@organization_required
+@require_GET
+def pipeline_detail(request: HttpRequest, pipeline_id) -> HttpResponse:
+    pipeline = _pipeline_or_404(request, pipeline_id)
+    runs = selectors.run_list(organization=request.organization, pipeline_id=pipeline.pk)
+    page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
+    draft = PipelineDraft.of(pipeline)
+    return render(
+        request,
+        "pipelines/detail.html",
+        {
+            "pipeline": pipeline,
+            "page": page,
+            "draft": draft,
+            "next_runs": _next_runs(draft),
+            "has_active_run": any(run.state in ACTIVE_RUN_STATES for run in page),
+        },
+    )
+
+
+@organization_required
+@require_POST
+def pipeline_run(request: HttpRequest, pipeline_id) -> HttpResponse:
+    """Run now: open to members (SPEC §2: members can trigger runs)."""
+    pipeline = _pipeline_or_404(request, pipeline_id)
+    run = services.run_create(pipeline=pipeline, trigger=Trigger.MANUAL)
+    messages.success(request, "Run queued.")
+    return redirect("pipelines:run", run_id=run.pk)
+
+
+@organization_required
+@require_http_methods(["GET", "POST"])
+def pipeline_delete(request: HttpRequest, pipeline_id) -> HttpResponse:
+    require_manager(request)
+    pipeline = _pipeline_or_404(request, pipeline_id)
+    if request.method == "POST":
+        try:
+            services.pipeline_delete(pipeline=pipeline)
+        except services.PipelineConflict as error:
+            messages.error(request, error.message)
+            return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+        messages.success(request, f"Pipeline “{pipeline.name}” deleted.")
+        return redirect("pipelines:list")
+    return render(request, "pipelines/delete.html", {"pipeline": pipeline})
+
+
+def _run_context(request: HttpRequest, run: Run) -> dict:
+    done = run.records_delivered + run.records_failed
+    percent = round(100 * done / run.records_total) if run.records_total else 0
+    return {
+        "run": run,
+        "pipeline": run.pipeline,
+        "percent": percent,
+        "active": run.state in ACTIVE_RUN_STATES,
+        "csv_url": reverse("run-failures", kwargs={"pk": run.pk}) + "?format=csv",
+    }
+
+
+@organization_required
+@require_GET
+def run_detail(request: HttpRequest, run_id) -> HttpResponse:
+    run = _run_or_404(request, run_id)
+    failures = selectors.run_failures(organization=request.organization, run=run)
+    context = _run_context(request, run)
+    page = Paginator(failures, PAGE_SIZE).get_page(request.GET.get("page"))
+    context["failures"] = page
+    context["failure_rows"] = [(failure, json_cell(failure.record)) for failure in page]
+    context["retries"] = selectors.run_list(organization=request.organization).filter(parent=run)
+    return render(request, "pipelines/run.html", context)
+
+
+@organization_required
+@require_GET
+def run_status(request: HttpRequest, run_id) -> HttpResponse:
+    """The run's progress block, polled while the run is queued or running."""
+    run = _run_or_404(request, run_id)
+    response = render(request, "pipelines/_run_status.html", _run_context(request, run))
+    if run.state not in ACTIVE_RUN_STATES:
+        # The failures table and buttons depend on the final state: reload the page once.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@organization_required
+@require_POST
+def run_retry(request: HttpRequest, run_id) -> HttpResponse:
+    """Retry failed records: open to members, like running a pipeline."""
+    run = _run_or_404(request, run_id)
+    try:
+        retry = services.run_retry_failed(run=run)
+    except services.PipelineConflict as error:
+        messages.error(request, error.message)
+        return redirect("pipelines:run", run_id=run.pk)
+    messages.success(request, "The failed records are being sent again.")
+    return redirect("pipelines:run", run_id=retry.pk)
+
+
+@organization_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
+    require_manager(request)
+    run = _run_or_404(request, run_id)
+    try:
+        services.run_cancel(run=run)
+    except services.PipelineConflict as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Run cancelled: no further request will be sent.")
+    return redirect("pipelines:run", run_id=run.pk)
