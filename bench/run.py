@@ -32,7 +32,9 @@ class Context:
         self._workers: stack.ManagedProcess | None = None
         self._sink: stack.Sink | None = None
         self.gunicorn_port = 0
+        self.gunicorn_workers = stack.GUNICORN_WORKERS
         self.postgres_version: str | None = None
+        self.deliver_fixture = None
 
     def django(self) -> None:
         if not self._django:
