@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -312,6 +313,9 @@ _ERROR_400 = OpenApiResponse(
 _DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 _NOT_FOUND = OpenApiResponse(_DETAIL, description="No such connector in your organization.")
 _FORBIDDEN = OpenApiResponse(_DETAIL, description="Members may only read; owners/admins write.")
+_ID = OpenApiParameter(
+    "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The connector's id."
+)
 _EXAMPLES_CONNECTOR = [
     OpenApiExample("A destination", value=_DESTINATION_EXAMPLE, response_only=True),
     OpenApiExample("A source", value=_SOURCE_EXAMPLE_NO_URL, response_only=True),
@@ -333,6 +337,7 @@ _EXAMPLES_CONNECTOR = [
     ),
     retrieve=extend_schema(
         summary="Get a connector",
+        parameters=[_ID],
         responses={200: ConnectorSerializer, 404: _NOT_FOUND},
         examples=_EXAMPLES_CONNECTOR,
     ),
@@ -434,6 +439,7 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="Edit a connector",
+        parameters=[_ID],
         description="Name and destination settings only. A `schema` or `direction` key is "
         "refused (400): to change a schema, duplicate the connector.",
         request=ConnectorPatchSerializer,
@@ -478,6 +484,7 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="Delete a connector",
+        parameters=[_ID],
         description="Deletes its schema, settings and stored records. Refused (409) while a "
         "pipeline uses it; the pipelines are named.",
         request=None,
@@ -513,6 +520,7 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="Duplicate a connector",
+        parameters=[_ID],
         description="Copies schema and settings under a new name. A duplicated destination "
         "keeps its headers; a duplicated source gets a new ingest URL (in this response only), "
         "state `awaiting_samples` and no records.",
@@ -540,6 +548,7 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="Rotate a source's ingest URL",
+        parameters=[_ID],
         description="Issues a new ingest token; the old URL stops working at once. The new "
         "`source.ingest_url` is shown in this response only. 400 for a destination.",
         request=None,

@@ -33,7 +33,7 @@ from connectors.models import (
     WriteMode,
     allow_schema_delete,
 )
-from connectors.schema import schema_definition_errors
+from connectors.schema import FieldSpec, schema_definition_errors
 from connectors.urlguard import UnsafeURL, validate_destination_url
 from osmos import crypto
 from osmos.tenancy.models import Organization, new_secret_token
@@ -129,7 +129,9 @@ def _is_masked(value: str) -> bool:
 
 
 def _name_errors(*, organization: Organization, name: object, exclude: Connector | None) -> list:
-    if not isinstance(name, str) or not name.strip():
+    if name is not None and not isinstance(name, str):
+        return [InputError(field="name", message="The name must be text.")]
+    if not name or not name.strip():
         return [InputError(field="name", message="A connector needs a name.")]
     name = name.strip()
     if len(name) > MAX_NAME_LENGTH:
@@ -349,16 +351,22 @@ def _create_source_settings(connector: Connector) -> str:
     return token
 
 
-def _insert_schema(connector: Connector, fields: Sequence[Mapping[str, Any]]) -> None:
+def _insert_schema(connector: Connector, fields: Sequence[Mapping[str, Any] | FieldSpec]) -> None:
+    specs = (
+        FieldSpec(item["name"], item["type"], item["nullable"])
+        if isinstance(item, Mapping)
+        else FieldSpec(*item)
+        for item in fields
+    )
     SchemaField.objects.bulk_create(
         SchemaField(
             connector=connector,
             position=position,
-            name=item["name"],
-            type=item["type"],
-            nullable=item["nullable"],
+            name=spec.name,
+            type=spec.type,
+            nullable=spec.nullable,
         )
-        for position, item in enumerate(fields)
+        for position, spec in enumerate(specs)
     )
 
 
@@ -378,15 +386,16 @@ def connector_create(
     organization: Organization,
     name: str,
     direction: str,
-    fields: Sequence[Mapping[str, Any]],
+    fields: Sequence[Mapping[str, Any] | FieldSpec],
     destination: Mapping[str, Any] | None = None,
 ) -> ConnectorWithToken:
     """Create a connector with its immutable schema and the settings of its direction.
 
-    ``fields``: the schema, a list of ``{"name", "type", "nullable"}``. ``destination`` (for
-    a destination only): ``url`` (required) and optionally ``method``, ``headers`` (a list of
-    ``{"name", "value"}``), ``write_mode``, ``batch_size``, ``split_failed_batches``,
-    ``timeout_seconds``. A source gets its ingest token, returned in plain text only here.
+    ``fields``: the schema, a list of ``{"name", "type", "nullable"}`` (or ``FieldSpec``).
+    ``destination`` (for a destination only): ``url`` (required) and optionally ``method``,
+    ``headers`` (a list of ``{"name", "value"}``), ``write_mode``, ``batch_size``,
+    ``split_failed_batches``, ``timeout_seconds``. A source gets its ingest token, returned
+    in plain text only here.
     Raises ``ConnectorError`` (nothing written) on any invalid input, including an unsafe URL.
     """
     errors = _name_errors(organization=organization, name=name, exclude=None)
@@ -462,7 +471,7 @@ def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToke
     Raises ``ConnectorError`` when the name is invalid or taken.
     """
     _raise_if(_name_errors(organization=connector.organization, name=name, exclude=None))
-    fields = [{"name": n, "type": t, "nullable": nl} for n, t, nl in connector.field_specs()]
+    fields = [FieldSpec(*spec) for spec in connector.field_specs()]
     with transaction.atomic():
         copy = _insert_connector(
             organization=connector.organization, name=name, direction=connector.direction

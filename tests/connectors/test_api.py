@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from connectors.models import Connector, DestinationSettings, SchemaField, SourceSettings
 from connectors.selectors import source_for_ingest_token
 from connectors.services import connector_create
+from pipelines.models import Pipeline
 from tests.connectors.conftest import DESTINATION, SCHEMA, SECRET
 
 pytestmark = pytest.mark.django_db
@@ -369,6 +372,21 @@ def test_deleting_answers_204_and_removes_the_connector(api_a, destination_a, so
     assert api_a.get(detail(source_a)).status_code == 404
 
 
+def test_deleting_a_connector_used_by_a_pipeline_answers_409_naming_it(
+    api_a, org_a, destination_a, source_a
+):
+    Pipeline.objects.create(
+        organization=org_a, name="Nightly sync", source=source_a, destination=destination_a
+    )
+    response = api_a.delete(detail(destination_a))
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "This connector is used by the pipeline Nightly sync; delete or change it first.",
+        "pipelines": ["Nightly sync"],
+    }
+    assert Connector.objects.filter(pk=destination_a.pk).exists()
+
+
 # --- roles and tenancy --------------------------------------------------------------------------
 
 
@@ -424,6 +442,10 @@ def test_every_connector_endpoint_is_documented_with_examples(api_a):
     response = api_a.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     paths = response.json()["paths"]
+    parameters = paths["/api/v1/connectors/{id}/"]["get"]["parameters"]
+    assert {"in": "path", "name": "id", "schema": {"type": "string", "format": "uuid"}}.items() <= (
+        next(p for p in parameters if p["name"] == "id").items()
+    )
     documented = {
         ("/api/v1/connectors/", "get"),
         ("/api/v1/connectors/", "post"),
@@ -441,3 +463,22 @@ def test_every_connector_endpoint_is_documented_with_examples(api_a):
     post = paths["/api/v1/connectors/"]["post"]
     assert "400" in post["responses"]
     assert "409" in paths["/api/v1/connectors/{id}/"]["delete"]["responses"]
+
+
+def test_header_secrets_are_never_logged(api_a, allow_loopback, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = {"name": "CRM", "direction": "destination", "schema": SCHEMA, "destination": DESTINATION}
+    created = api_a.post(LIST, body, format="json").json()
+    url = f"{LIST}{created['id']}/"
+    api_a.patch(
+        url, {"destination": {"headers": [{"name": "X-Bad", "value": "a\nb"}]}}, format="json"
+    )
+    api_a.patch(
+        url,
+        {"destination": {"headers": [{"name": "Authorization", "value": SECRET}]}},
+        format="json",
+    )
+    api_a.post(f"{url}duplicate/", {"name": "Copy"}, format="json")
+    api_a.get(url)
+    assert caplog.records  # something was logged (e.g. the 400 above), so the check means something
+    assert "s3cret" not in caplog.text

@@ -16,6 +16,7 @@ from connectors.selectors import (
 )
 from connectors.services import (
     ConnectorError,
+    ConnectorInUse,
     InputError,
     connector_create,
     connector_delete,
@@ -493,3 +494,40 @@ def test_ingest_url_prefers_the_public_base_url_then_the_request_host(settings):
     assert (
         ingest_url(token="osm_abc", request=request) == "https://osmos.example.com/ingest/osm_abc/"
     )
+
+
+def test_deleting_a_connector_used_by_pipelines_is_refused_naming_them(
+    org_a, destination_a, source_a
+):
+    from pipelines.models import Pipeline
+
+    for name in ("Nightly sync", "Hourly sync"):
+        Pipeline.objects.create(
+            organization=org_a, name=name, source=source_a, destination=destination_a
+        )
+    for connector in (source_a, destination_a):
+        with pytest.raises(ConnectorInUse) as caught:
+            connector_delete(connector=connector)
+        assert caught.value.pipeline_names == ["Hourly sync", "Nightly sync"]
+        assert "Hourly sync, Nightly sync" in str(caught.value)
+    assert Connector.objects.count() == 2
+    assert SchemaField.objects.count() == 2 * len(SCHEMA)
+
+
+def test_a_schema_may_be_given_as_field_specs(org_a):
+    from connectors.schema import FieldSpec
+
+    created = connector_create(
+        organization=org_a,
+        name="Specs",
+        direction="source",
+        fields=[FieldSpec("id", "integer", False), FieldSpec("note", "json", True)],
+    )
+    assert created.connector.field_specs() == [("id", "integer", False), ("note", "json", True)]
+
+
+def test_a_name_that_is_not_text_is_refused_as_such(org_a):
+    errors = errors_of(
+        connector_create, organization=org_a, name=12, direction="source", fields=SCHEMA
+    )
+    assert errors == [InputError(field="name", message="The name must be text.")]
