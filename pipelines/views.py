@@ -259,8 +259,12 @@ def pipeline_delete(request: HttpRequest, pipeline_id) -> HttpResponse:
 def _run_context(request: HttpRequest, run: Run) -> dict:
     done = run.records_delivered + run.records_failed
     percent = round(100 * done / run.records_total) if run.records_total else 0
+    duration = None
+    if run.started_at and run.finished_at:
+        duration = (run.finished_at - run.started_at).total_seconds()
     return {
         "run": run,
+        "duration": duration,
         "pipeline": run.pipeline,
         "percent": percent,
         "active": run.state in ACTIVE_RUN_STATES,
