@@ -252,7 +252,9 @@ def run_create(*, pipeline: Pipeline, trigger: str) -> Run:
     """
     with transaction.atomic():
         locked = (
-            Pipeline.objects.select_for_update()
+            # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
+            # to the source's settings (a reverse one-to-one).
+            Pipeline.objects.select_for_update(of=("self",))
             .select_related("source__source")
             .get(pk=pipeline.pk)
         )
@@ -281,7 +283,9 @@ def run_retry_failed(*, run: Run) -> Run:
     ``run`` has not finished or has no failed record.
     """
     with transaction.atomic():
-        parent = Run.objects.select_for_update().select_related("pipeline").get(pk=run.pk)
+        parent = (
+            Run.objects.select_for_update(of=("self",)).select_related("pipeline").get(pk=run.pk)
+        )
         if parent.state not in FINISHED_RUN_STATES or parent.finished_at is None:
             raise PipelineConflict("This run has not finished yet.")
         failures = RecordFailure.objects.filter(run=parent)
