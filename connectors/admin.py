@@ -29,7 +29,6 @@ from connectors.models import (
     WriteMode,
 )
 from connectors.services import (
-    MAX_TIMEOUT_SECONDS,
     ConnectorError,
     ConnectorInUse,
     connector_delete,
@@ -37,6 +36,7 @@ from connectors.services import (
     pipelines_using,
     validate_connector_changes,
 )
+from connectors.validation import MAX_TIMEOUT_SECONDS
 
 # Destination settings edited on the connector's own form (headers are shown, not edited:
 # their values are secrets the admin only ever sees masked).
