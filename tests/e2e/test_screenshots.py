@@ -14,11 +14,11 @@ from django.conf import settings as django_settings
 
 from connectors.services import connector_create
 from ingest.services import records_ingest, source_save
+from osmos.tenancy.models import Membership, Organization, Role
 from pipelines.models import Run
 from pipelines.services import pipeline_create, run_create
 from tests.conftest import make_user
 from tests.e2e.conftest import eventually
-from osmos.tenancy.models import Membership, Organization, Role
 
 pytestmark = [
     pytest.mark.browser,
