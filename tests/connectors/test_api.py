@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from connectors.models import Connector, DestinationSettings, SchemaField, SourceSettings
 from connectors.selectors import source_for_ingest_token
@@ -482,3 +484,18 @@ def test_header_secrets_are_never_logged(api_a, allow_loopback, caplog):
     api_a.get(url)
     assert caplog.records  # something was logged (e.g. the 400 above), so the check means something
     assert "s3cret" not in caplog.text
+
+
+def test_the_list_costs_the_same_number_of_queries_for_2_or_12_connectors(api_a, org_a):
+    def list_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api_a.get(LIST).status_code == 200
+        return len(captured)
+
+    for n in range(2):
+        connector_create(organization=org_a, name=f"S{n}", direction="source", fields=SCHEMA)
+    list_queries()  # the token's first use also records last_used_at
+    few = list_queries()
+    for n in range(2, 12):
+        connector_create(organization=org_a, name=f"S{n}", direction="source", fields=SCHEMA)
+    assert list_queries() == few
