@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "connectors",
     "ingest",
     "pipelines",
+    "osmos.rls",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "osmos.tenancy.middleware.OrganizationMiddleware",
+    "osmos.rls.middleware.RowLevelSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -154,6 +156,10 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# Row-level security (PostgreSQL, docs/reliability.md): tenant requests run as this
+# unprivileged role, bound by per-organization policies; `migrate` creates it when allowed.
+DATABASE_ROW_LEVEL_SECURITY = env_bool("DATABASE_ROW_LEVEL_SECURITY", True)
+DATABASE_TENANT_ROLE = env.str("DATABASE_TENANT_ROLE", default="osmos_tenant")
 
 # Shared cache (login throttling). Use redis://… in production so web processes share counts.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from osmos.rls import context as rls
 from osmos.tenancy.models import Role
 from osmos.tenancy.services import api_token_authenticate
 
@@ -51,9 +52,11 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Malformed token.") from None
-        token = api_token_authenticate(secret=secret)
+        with rls.trusted():  # the token names its organization: find it across all of them
+            token = api_token_authenticate(secret=secret)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        rls.confine(organization_id=token.organization_id)
         request._request.membership = TokenMembership(token)
         request._request.organization = token.organization
         return TokenUser(token), token
