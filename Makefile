@@ -19,8 +19,15 @@ run: $(STAMP)
 	$(PY) manage.py seed_demo
 	OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8,::1/128 $(PY) manage.py run_embedded 127.0.0.1:8000
 
+# The browser tests drive the system's Chromium: install it when missing and we can (root with
+# apt-get); elsewhere those tests skip and say why.
+CHROMIUM_INSTALL = test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	|| echo "Could not install chromium: the browser tests will be skipped."
+
 ## Set up and run the whole test suite (DATABASE_URL / DRAMATIQ_BROKER_URL when set).
 test: $(STAMP)
+	@$(CHROMIUM_INSTALL)
 	@# exit 5 = no test collected (e.g. a filtered run): not a failure
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
@@ -31,6 +38,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## Regenerate docs/screenshots/*.png: Chromium on a seeded live server (tests/e2e/test_screenshots.py).
+screenshots: $(STAMP)
+	@$(CHROMIUM_INSTALL)
+	OSMOS_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/e2e/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
