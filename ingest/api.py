@@ -19,9 +19,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from connectors.api import ConnectorSerializer
 from connectors.models import Connector
 from connectors.selectors import connector_get, connector_list
+from connectors.serializers import ConnectorSerializer
 from ingest.selectors import records_of
 from ingest.services import NotASource, SamplesRequired, source_save
 from osmos.api import TenantScopedViewSet, json_error

@@ -198,7 +198,9 @@ def _store(
     organization_id = source.connector.organization_id
     with transaction.atomic():
         _limit_lock_wait()
-        locked = SourceSettings.objects.select_for_update().get(pk=source.pk)
+        locked = SourceSettings.objects.select_for_update().filter(pk=source.pk).first()
+        if locked is None:  # the connector was deleted since its token was looked up
+            raise IngestRefused(404, "Unknown ingest URL (the connector was deleted).")
         # One clock reading per request, taken under the lock so received_at follows sequence.
         now = timezone.now()
         if key:
