@@ -28,6 +28,7 @@ lease and enqueues the run again, so one long run does not hold a worker thread 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import random
 import tempfile
@@ -697,18 +698,23 @@ class SingleSender:
 
     def deliver(self, chunk: RunChunk) -> Outcome:
         outcome = Outcome(failures=FailureSpool())
-        # A chunk holds at most DELIVERY_SINGLE_CHUNK_RECORDS records: bounded memory.
-        records = list(
-            prepared_records(
-                _chunk_rows(self.run, chunk),
-                mapping=self.mapping,
-                schema=self.schema,
-                failures=outcome.failures,
-            )
+        records = prepared_records(
+            _chunk_rows(self.run, chunk),
+            mapping=self.mapping,
+            schema=self.schema,
+            failures=outcome.failures,
         )
+        # In groups, so that memory stays bounded even for a chunk planned in batch mode
+        # (the destination's write mode changed during the run).
+        while group := list(itertools.islice(records, VALIDATION_GROUP)):
+            self._send_group(chunk, group, outcome)
+        self.recorder.flush()
+        return outcome
+
+    def _send_group(self, chunk: RunChunk, group: list[tuple[int, bytes]], outcome: Outcome):
         key = chunk.idempotency_key
-        results = self.pool.map(lambda item: self._send_one(key, *item), records)
-        for (sequence, raw), (result, attempts) in zip(records, results, strict=True):
+        results = self.pool.map(lambda item: self._send_one(key, *item), group)
+        for (sequence, raw), (result, attempts) in zip(group, results, strict=True):
             for attempt in attempts:
                 self.recorder.add(chunk, attempt)
             if result is None:
@@ -722,8 +728,6 @@ class SingleSender:
             outcome.failures.add(
                 sequence=sequence, record=raw, reason=reason, status=status, excerpt=excerpt
             )
-        self.recorder.flush()
-        return outcome
 
     def _send_one(
         self, key: str, sequence: int, raw: bytes

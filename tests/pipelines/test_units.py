@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from datetime import UTC, datetime
 
 import pytest
@@ -130,8 +129,3 @@ def test_a_body_part_reads_in_small_pieces_and_seeks_like_a_file(body):
     assert part.tell() == length
     part.seek(0)
     assert part.read() == b'[{"id":2},{"id":3},{"id":4}]'
-
-
-def test_bisection_bound_formula_is_what_the_tests_assert():
-    # 1 + 2·k·⌈log2 n⌉ for k bad records among n
-    assert 1 + 2 * 2 * math.ceil(math.log2(64)) == 25
