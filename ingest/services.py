@@ -140,7 +140,10 @@ def _checked_key(idempotency_key: str | None) -> str | None:
 
 def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind) -> list[bytes]:
     """The records of ``data`` as JSON bytes, in body order; raises ``IngestRefused``."""
-    schema = compile_schema(fields=connector.field_specs())
+    fields = connector.field_specs()
+    if not fields:  # every connector has a field: it was deleted since its token was looked up
+        raise _deleted()
+    schema = compile_schema(fields=fields)
     max_records = settings.INGEST_MAX_RECORDS
     try:
         result = schema.validate_body(
@@ -199,8 +202,8 @@ def _store(
     with transaction.atomic():
         _limit_lock_wait()
         locked = SourceSettings.objects.select_for_update().filter(pk=source.pk).first()
-        if locked is None:  # the connector was deleted since its token was looked up
-            raise IngestRefused(404, "Unknown ingest URL (the connector was deleted).")
+        if locked is None:
+            raise _deleted()
         # One clock reading per request, taken under the lock so received_at follows sequence.
         now = timezone.now()
         if key:
@@ -240,6 +243,10 @@ def _store(
         locked.state,
     )
     return IngestResult(status=200, body=answer)
+
+
+def _deleted() -> IngestRefused:
+    return IngestRefused(404, "Unknown ingest URL (the connector was deleted).")
 
 
 def _limit_lock_wait() -> None:

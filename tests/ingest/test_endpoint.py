@@ -387,3 +387,22 @@ def test_error_bodies_are_json_even_for_unmatched_ingest_paths(client, db):
     response = client.post("/ingest/a/b/c/", data=b"{}", content_type="application/json")
     assert response.status_code == 404
     assert json.loads(response.content)["detail"]
+
+
+def test_a_connector_deleted_after_its_token_was_looked_up_answers_404(source):
+    from connectors.services import connector_delete
+    from ingest.body import IngestRefused
+    from ingest.services import records_ingest
+
+    looked_up = SourceSettings.objects.select_related("connector").get(connector=source)
+    connector_delete(connector=source)
+    with pytest.raises(IngestRefused) as refused:
+        records_ingest(
+            source=looked_up,
+            body=as_array(make_records(1)),
+            content_type="application/json",
+            content_encoding=None,
+            idempotency_key=None,
+        )
+    assert refused.value.status == 404
+    assert not Record.objects.exists()

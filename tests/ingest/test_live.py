@@ -175,3 +175,26 @@ def test_a_request_that_cannot_get_the_connector_lock_answers_503_and_stores_not
     assert retry.status_code == 200
     assert "Idempotent-Replayed" not in retry.headers
     assert stored_ids(source) == [0, 1, 2]
+
+
+def test_250000_records_in_one_request_are_stored_once_in_order(url, source):
+    count = 250_000
+    body = b"\n".join(b'{"id": %d, "email": "u%d@x"}' % (i, i) for i in range(count))
+    headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": "big"}
+    response = requests.post(url, data=body, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text[:500]
+    assert response.json() == {"accepted": count, "sample_count": count, "state": "ready"}
+    again = requests.post(url, data=body, headers=headers, timeout=120)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    records = Record.objects.filter(connector=source)
+    assert records.count() == count
+    first, last = records.order_by("sequence")[0], records.order_by("-sequence")[0]
+    assert (first.sequence, first.data["id"]) == (1, 0)
+    assert (last.sequence, last.data["id"]) == (count, count - 1)
+    too_many = body + b'\n{"id": -1, "email": "one too many"}'
+    refused = requests.post(
+        url, data=too_many, headers={"Content-Type": "application/x-ndjson"}, timeout=120
+    )
+    assert refused.status_code == 413
+    assert refused.json()["max_records"] == count
+    assert records.count() == count
