@@ -189,6 +189,7 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     serializer_class = PipelineSerializer
     member_actions = ("run",)
+    lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self, organization):
@@ -365,6 +366,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
 
     serializer_class = RunSerializer
     member_actions = ("retry_failed",)
+    lookup_value_converter = "uuid"
 
     def scoped_queryset(self, organization):
         if self.action != "list":

@@ -5,7 +5,8 @@ from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
 
-router = SimpleRouter()
+# Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.
+router = SimpleRouter(use_regex_path=False)
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("runs", RunViewSet, basename="run")
 

@@ -63,9 +63,17 @@ def _schedule_due(now: datetime, report: TickReport) -> bool:
             .order_by("next_run_at")[:CLAIM_BATCH]
         )
         for pipeline in due:
-            pipeline.next_run_at = cron.next_fire_time(
-                cron=pipeline.schedule_cron, timezone=pipeline.schedule_timezone, after=now
-            )
+            try:
+                pipeline.next_run_at = cron.next_fire_time(
+                    cron=pipeline.schedule_cron, timezone=pipeline.schedule_timezone, after=now
+                )
+            except (ValueError, KeyError):
+                # A stored schedule that no longer parses (e.g. a time zone removed from the
+                # tz database) must not block every other pipeline: unschedule it, loudly.
+                logger.exception("pipeline %s has an unusable schedule", pipeline.pk)
+                pipeline.next_run_at = None
+                pipeline.save(update_fields=["next_run_at"])
+                continue
             pipeline.save(update_fields=["next_run_at"])
             busy = Run.objects.filter(pipeline=pipeline, state__in=ACTIVE_RUN_STATES).exists()
             if busy:

@@ -356,3 +356,10 @@ def test_openapi_schema_documents_the_pipeline_endpoints(api_a):
         "/api/v1/connectors/{id}/test/",
     ):
         assert path in paths, path
+
+
+def test_ids_that_are_not_uuids_are_404(api_a):
+    for url in ("/api/v1/pipelines/nope/", "/api/v1/runs/nope/", "/api/v1/runs/1/failures/"):
+        response = api_a.get(url)
+        assert response.status_code == 404
+        assert response.json()["detail"]

@@ -148,3 +148,18 @@ def test_run_scheduler_once_runs_one_tick(scheduled, capsys):
 
 def test_the_embedded_mode_runs_the_scheduler_loop(settings):
     assert "pipelines.scheduler.scheduler_loop" in settings.EMBEDDED_BACKGROUND_LOOPS
+
+
+@pytest.mark.django_db
+def test_a_pipeline_with_an_unusable_stored_schedule_is_unscheduled_without_blocking_others(
+    org_a, scheduled
+):
+    broken = make_pipeline(
+        org_a, scheduled.source, scheduled.destination, name="Broken", schedule=EVERY_DAY_7_PARIS
+    )
+    now = datetime(2025, 3, 10, 6, 0, tzinfo=UTC)
+    Pipeline.objects.update(next_run_at=now)
+    Pipeline.objects.filter(pk=broken.pk).update(schedule_timezone="Gone/Away")
+    assert scheduler_tick(now).runs_created == 1
+    assert Pipeline.objects.get(pk=broken.pk).next_run_at is None
+    assert Run.objects.get().pipeline_id == scheduled.pk
