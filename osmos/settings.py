@@ -307,7 +307,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # An ingest URL's path is its secret: request logs name paths (docs/reliability.md).
+    "filters": {"redact_secrets": {"()": "osmos.redaction.RedactSecretsFilter"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_secrets"]},
+        "django.server": {"filters": ["redact_secrets"]},
+    },
 }
 
 # Callables ``f(*, stop: threading.Event)`` that `manage.py run_embedded` runs in threads
