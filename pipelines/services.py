@@ -280,7 +280,7 @@ def run_retry_failed(*, run: Run) -> Run:
 
     The records are read again from the source and mapped with the pipeline's current
     mapping (a fixed mapping is the usual reason to retry). Raises PipelineConflict when
-    ``run`` has not finished or has no failed record.
+    ``run`` has not finished, has no failed record, or a retry of it is still in progress.
     """
     with transaction.atomic():
         parent = (
@@ -291,6 +291,9 @@ def run_retry_failed(*, run: Run) -> Run:
         failures = RecordFailure.objects.filter(run=parent)
         if not failures.exists():
             raise PipelineConflict("This run has no failed records.")
+        if Run.objects.filter(parent=parent, finished_at__isnull=True).exists():
+            # Two retries at once would send every failed record twice.
+            raise PipelineConflict("A retry of this run is already in progress.")
         bounds = failures.order_by("sequence").values_list("sequence", flat=True)
         first, last = bounds.first(), bounds.last()
         retry = Run.objects.create(

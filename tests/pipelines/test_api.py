@@ -294,6 +294,9 @@ def test_retry_failed_creates_a_retry_run_of_exactly_the_failed_records(api_a, p
     assert response.json()["trigger"] == "retry"
     retry = Run.objects.get(pk=response.json()["id"])
     assert (retry.parent_id, retry.sequence_from, retry.sequence_to) == (run.id, 0, 3)
+    again = api_a.post(f"/api/v1/runs/{run.id}/retry-failed/")
+    assert again.status_code == 409
+    assert again.json()["detail"] == "A retry of this run is already in progress."
 
 
 def test_retry_failed_is_409_when_nothing_failed_or_the_run_is_not_finished(api_a, pipeline):
