@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import pytest
 
+from connectors.services import connector_create
+from ingest.services import source_save
 from pipelines.models import RecordFailure, RequestLog, RunChunk, RunState
 from pipelines.services import run_create
 from tests.pipelines.conftest import (
     MAPPING,
     SECRET,
+    SOURCE_SCHEMA,
     ingest,
     make_destination,
     make_pipeline,
@@ -298,3 +302,22 @@ def test_put_and_patch_methods_are_used_as_configured(org_a, sink, worker):
     pipeline = _pipeline(org_a, sink, batch_size=50, method="PATCH")
     wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert [r.method for r in sink.received] == ["PATCH"]
+
+
+def test_records_posted_to_the_ingest_url_reach_the_sink_exactly(org_a, sink, worker, client):
+    issued = connector_create(
+        organization=org_a, name="Webhook", direction="source", fields=SOURCE_SCHEMA
+    )
+    response = client.post(
+        f"/ingest/{issued.ingest_token}/",
+        data=json.dumps(make_records(50)),
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    source_save(connector=issued.connector)
+    destination = make_destination(org_a, sink.url, batch_size=50)
+    pipeline = make_pipeline(org_a, issued.connector, destination)
+    run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
+    assert (run.state, run.records_delivered) == (RunState.SUCCEEDED, 50)
+    (request,) = sink.received
+    assert request.body == json.dumps(_expected(range(1, 51)), separators=(",", ":")).encode()
