@@ -286,6 +286,9 @@ DELIVERY_SPOOL_MEMORY_BYTES = env_int("DELIVERY_SPOOL_MEMORY_BYTES", 8 * 1024 * 
 # handed over but still queued after RUN_REQUEUE_AFTER_SECONDS is enqueued again.
 RUN_ENQUEUE_GRACE_SECONDS = env_int("RUN_ENQUEUE_GRACE_SECONDS", 10, minimum=1)
 RUN_REQUEUE_AFTER_SECONDS = env_int("RUN_REQUEUE_AFTER_SECONDS", 600, minimum=10)
+# A run found without a live worker more often than this fails its unsent records instead
+# of being resumed again (a record that crashes the worker every time must not loop forever).
+RUN_MAX_RESUMES = env_int("RUN_MAX_RESUMES", 10, minimum=1)
 # The destination test action (POST /api/v1/connectors/{id}/test/).
 DESTINATION_TEST_TIMEOUT_SECONDS = env_float("DESTINATION_TEST_TIMEOUT_SECONDS", 10.0)
 DESTINATION_TEST_SAMPLE_RECORDS = env_int("DESTINATION_TEST_SAMPLE_RECORDS", 3, minimum=1)

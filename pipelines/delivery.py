@@ -66,6 +66,10 @@ from pipelines.models import (
 logger = logging.getLogger(__name__)
 
 CANCELLED_REASON = "The run was cancelled before this record was sent."
+GAVE_UP_REASON = (
+    "Not sent: the run was interrupted {resumes} times (its worker stopped each time) and "
+    "gave up; retry the failed records once the cause is fixed."
+)
 # Records mapped and validated together (one validator call); bounds memory per step.
 VALIDATION_GROUP = 1000
 DB_FETCH_SIZE = 2000
@@ -804,15 +808,15 @@ def _pending_chunks(run_id: uuid.UUID) -> list[RunChunk]:
     return list(RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).order_by("index"))
 
 
-def _cancelled_outcome(run: Run, chunk: RunChunk) -> Outcome:
-    """Every record of an unsent chunk of a cancelled run, failed as "cancelled"."""
+def _unsent_outcome(run: Run, chunk: RunChunk, reason: str) -> Outcome:
+    """Every record of a chunk that will not be sent, failed with ``reason``."""
     outcome = Outcome(failures=FailureSpool())
     mapping = tuple(run.mapping.items())
     for sequence, data in _chunk_rows(run, chunk):
         outcome.failures.add(
             sequence=sequence,
             record=_encode(map_record(data, mapping)),
-            reason=CANCELLED_REASON,
+            reason=reason,
             status=None,
             excerpt="",
         )
@@ -820,11 +824,16 @@ def _cancelled_outcome(run: Run, chunk: RunChunk) -> Outcome:
 
 
 def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
-    """Account for the unsent records of a cancelled run, then close the run."""
+    """Account for the unsent records of a cancelled (or given up) run, then close the run."""
     run = Run.objects.select_related("pipeline").get(pk=run_id)
+    unsent_reason = None
     if run.state == RunState.CANCELLED:
+        unsent_reason = CANCELLED_REASON
+    elif run.resumes > settings.RUN_MAX_RESUMES:
+        unsent_reason = GAVE_UP_REASON.format(resumes=run.resumes)
+    if unsent_reason is not None:
         for chunk in _pending_chunks(run_id):
-            outcome = _cancelled_outcome(run, chunk)
+            outcome = _unsent_outcome(run, chunk, unsent_reason)
             try:
                 confirmed = _confirm(run_id=run_id, token=token, chunk=chunk, outcome=outcome)
             finally:
@@ -881,7 +890,10 @@ def run_execute(*, run_id: uuid.UUID) -> None:
         ).get(pk=run_id)
         if run.planned_at is None:
             _plan(run, token)
-        if run.state != RunState.CANCELLED and not _deliver_pending(run, token, heartbeat):
+        gave_up = run.resumes > settings.RUN_MAX_RESUMES
+        if gave_up:
+            logger.error("run %s was resumed %s times; giving up", run_id, run.resumes)
+        elif run.state != RunState.CANCELLED and not _deliver_pending(run, token, heartbeat):
             return
         if heartbeat.lost:
             return

@@ -115,8 +115,11 @@ class Run(TenantModel):
     # heartbeat is older than settings.RUN_HEARTBEAT_TIMEOUT_SECONDS may be taken over.
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # How many times a worker took the lease (1 = never resumed).
+    # How many times a worker took the lease, and how many times the sweep found the run
+    # without a live worker; past settings.RUN_MAX_RESUMES the run gives up (a run that
+    # kills its worker every time must not be resumed forever).
     attempts = models.PositiveIntegerField(default=0)
+    resumes = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

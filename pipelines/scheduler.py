@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from pipelines import cron
@@ -97,7 +97,7 @@ def _sweep_stale(now: datetime, report: TickReport) -> None:
     for run_id in candidates.values_list("id", flat=True)[:SWEEP_BATCH]:
         claimed = Run.objects.filter(
             Q(pk=run_id) & unfinished & (stale | Q(heartbeat_at__isnull=True))
-        ).update(lease_token=None, heartbeat_at=now)
+        ).update(lease_token=None, heartbeat_at=now, resumes=F("resumes") + 1)
         if claimed:
             logger.warning("run %s has no live worker; enqueueing it to resume", run_id)
             run_enqueue(run_id=run_id)

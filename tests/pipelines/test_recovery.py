@@ -220,3 +220,26 @@ def test_delivered_plus_failed_equals_total_with_mixed_outcomes(org_a, sink, wor
     assert RecordFailure.objects.filter(run=run).count() == run.records_failed
     failed = set(RecordFailure.objects.filter(run=run).values_list("sequence", flat=True))
     assert {3, 4, 41, 20} <= failed
+
+
+def test_a_run_that_keeps_losing_its_worker_gives_up_and_fails_only_unsent_records(
+    pipeline, sink, broker, settings
+):
+    settings.RUN_MAX_RESUMES = 2
+    run = run_create(pipeline=pipeline, trigger="api")
+    broker.flush_all()
+    _crash_after_first_chunk(run, settings)
+    for _ in range(3):  # the sweep finds it dead three times (the worker "dies" each time)
+        assert scheduler_tick().runs_resumed == 1
+        broker.flush_all()
+        Run.objects.filter(pk=run.id).update(
+            lease_token=uuid.uuid4(), heartbeat_at=timezone.now() - timedelta(hours=1)
+        )
+    assert scheduler_tick().runs_resumed == 1
+    delivery.run_execute(run_id=run.id)
+    run.refresh_from_db()
+    assert (run.resumes, run.state) == (4, RunState.PARTIALLY_FAILED)
+    assert (run.records_delivered, run.records_failed, run.records_total) == (10, 40, 50)
+    assert len(sink.received) == 1
+    reason = RecordFailure.objects.filter(run=run).first().reason
+    assert "interrupted 4 times" in reason
