@@ -243,3 +243,63 @@ def test_a_run_that_keeps_losing_its_worker_gives_up_and_fails_only_unsent_recor
     assert len(sink.received) == 1
     reason = RecordFailure.objects.filter(run=run).first().reason
     assert "interrupted 4 times" in reason
+
+
+def test_a_slow_worker_whose_lease_was_taken_counts_nothing_and_the_chunk_is_resent_with_its_key(
+    pipeline, sink, broker
+):
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_first(request):
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)
+        return 200, {}, b"{}"
+
+    sink.respond = hold_first
+    run = run_create(pipeline=pipeline, trigger="api")
+    broker.flush_all()
+
+    def first_worker():
+        try:
+            delivery.run_execute(run_id=run.id)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    slow = threading.Thread(target=first_worker)
+    slow.start()
+    assert entered.wait(10)
+    # The heartbeat looks stale (e.g. a long pause): the sweep hands the run to another worker.
+    Run.objects.filter(pk=run.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert scheduler_tick().runs_resumed == 1
+    release.set()
+    slow.join(timeout=20)
+    run.refresh_from_db()
+    assert (run.records_delivered, run.finished_at) == (0, None)  # its confirm was refused
+
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        run = wait_for_run(run)
+    finally:
+        worker.stop()
+    assert (run.records_total, run.records_delivered, run.records_failed) == (50, 50, 0)
+    first_chunk = [r for r in sink.received if r.json()[0]["id"] == 1]
+    assert len(first_chunk) == 2
+    assert first_chunk[0].header("Idempotency-Key") == first_chunk[1].header("Idempotency-Key")
+
+
+def test_a_run_queued_for_too_long_is_enqueued_again(pipeline, sink, worker):
+    run = Run.objects.create(
+        organization=pipeline.organization,
+        pipeline=pipeline,
+        trigger="api",
+        sequence_to=50,
+        mapping=pipeline.mapping,
+    )
+    Run.objects.filter(pk=run.id).update(enqueued_at=timezone.now() - timedelta(hours=1))
+    assert scheduler_tick().runs_enqueued == 1
+    run = wait_for_run(run)
+    assert run.records_delivered == 50
