@@ -10,6 +10,12 @@ from osmos.tenancy.models import Membership, Organization, Role
 from osmos.tenancy.services import api_token_create
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Real password hashing costs ~0.5 s a user; tests don't need its strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(email: str):
     return get_user_model().objects.create_user(username=email, email=email, password="pw-" + email)
 

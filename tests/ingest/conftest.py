@@ -40,12 +40,6 @@ def ingest_path(token: str) -> str:
     return f"/ingest/{token}/"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The shared fixtures create users with passwords; real hashing costs ~0.5 s per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def issued_source(org_a):
     """Org A's source (``.connector``) and its plain ingest token (``.ingest_token``)."""
