@@ -249,6 +249,10 @@ def connector_delete(*, connector: Connector) -> None:
         raise ConnectorInUse(names)
     try:
         with transaction.atomic():
+            if connector.is_source:
+                # Wait for in-flight ingest transactions (they hold this row) and keep new
+                # ones out, so no record commits after its connector is gone.
+                SourceSettings.objects.select_for_update().filter(connector=connector).first()
             allow_schema_delete(connector_id=connector.pk, using=router.db_for_write(Connector))
             _delete_records(connector)
             connector.delete()
