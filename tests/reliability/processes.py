@@ -47,9 +47,13 @@ class Children:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
+        """``manage.py <args>`` with ``env``; output in ``<log_dir>/<name>-<n>.log``."""
+        return self.start_command([sys.executable, "manage.py", *args], env, name)
+
+    def start_command(self, command: list[str], env: dict[str, str], name: str):
         log = open(self.log_dir / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
+            command,
             cwd=ROOT,
             env=env,
             stdout=log,
