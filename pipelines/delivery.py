@@ -123,7 +123,8 @@ class Heartbeat:
         self.lost = False
         self.cancelled = False
         self._stop = threading.Event()
-        self._interval = settings.RUN_HEARTBEAT_TIMEOUT_SECONDS / 4
+        # Often enough to stay fresh, and to notice a cancel within seconds.
+        self._interval = min(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS / 4, 5.0)
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
