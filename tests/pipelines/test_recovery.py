@@ -303,3 +303,24 @@ def test_a_run_queued_for_too_long_is_enqueued_again(pipeline, sink, worker):
     assert scheduler_tick().runs_enqueued == 1
     run = wait_for_run(run)
     assert run.records_delivered == 50
+
+
+def test_a_cancel_interrupts_a_retry_wait_instead_of_sleeping_through_it(
+    pipeline, sink, worker, settings
+):
+    import time
+
+    settings.RUN_HEARTBEAT_TIMEOUT_SECONDS = 5  # heartbeat (and cancel check) every 1.25 s
+    sink.respond = lambda request: (503, {"Retry-After": "5"}, b"later")
+    run = run_create(pipeline=pipeline, trigger="api")
+    deadline = time.monotonic() + 10
+    while not sink.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    run_cancel(run=run)
+    run = wait_for_run(run)
+    assert time.monotonic() - started < 4
+    assert (run.state, run.records_failed, len(sink.received)) == (RunState.CANCELLED, 50, 1)
+    assert set(RecordFailure.objects.values_list("reason", flat=True)) == {
+        delivery.CANCELLED_REASON
+    }
