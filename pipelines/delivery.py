@@ -910,7 +910,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     recorder = RequestRecorder(run=run)
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
     with (
-        OutboundSession() as session,
+        OutboundSession(pool_size=settings.DELIVERY_SINGLE_CONCURRENCY) as session,
         ThreadPoolExecutor(max_workers=settings.DELIVERY_SINGLE_CONCURRENCY) as pool,
     ):
         if settings_row.write_mode == WriteMode.BATCH:

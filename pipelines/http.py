@@ -114,7 +114,9 @@ class OutboundSession:
 
     Use one per destination in a worker, and `close()` it (or use it as a context manager).
     `resolver` (socket.getaddrinfo's signature) exists for tests; `ca_bundle` is a path to
-    CA certificates trusted instead of the default ones (tests, private CAs).
+    CA certificates trusted instead of the default ones (tests, private CAs). `pool_size` is
+    how many keep-alive connections per host are kept: at least the number of threads that
+    share the session, or the extra connections are closed after each request.
     """
 
     def __init__(
@@ -123,8 +125,11 @@ class OutboundSession:
         resolver: Resolver = socket.getaddrinfo,
         dns_cache_seconds: float = DEFAULT_DNS_CACHE_SECONDS,
         ca_bundle: str | None = None,
+        pool_size: int = 10,
     ) -> None:
-        self._adapter = PinnedAdapter(resolver=resolver, dns_cache_seconds=dns_cache_seconds)
+        self._adapter = PinnedAdapter(
+            resolver=resolver, dns_cache_seconds=dns_cache_seconds, pool_size=pool_size
+        )
         self._verify: bool | str = ca_bundle or True
 
     def send(
@@ -196,11 +201,13 @@ class PinnedAdapter(HTTPAdapter):
     `add_headers` sets `Host` to that name, since the connection's own host is the IP.
     """
 
-    def __init__(self, *, resolver: Resolver, dns_cache_seconds: float) -> None:
+    def __init__(
+        self, *, resolver: Resolver, dns_cache_seconds: float, pool_size: int = 10
+    ) -> None:
         self._resolver = resolver
         self._dns_cache_seconds = dns_cache_seconds
         self._pins: dict[tuple[str, int], tuple[float, IPAddress]] = {}
-        super().__init__()
+        super().__init__(pool_maxsize=pool_size)
 
     def get_connection_with_tls_context(
         self,

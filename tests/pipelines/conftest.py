@@ -48,6 +48,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -94,7 +95,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         sink: Sink = self.server.sink  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)
         request = Received(
-            self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
+            self.command,
+            self.path,
+            dict(self.headers.items()),
+            self.rfile.read(length),
+            self.client_address[1],
         )
         with sink.lock:
             sink.received.append(request)

@@ -82,6 +82,26 @@ def test_single_mode_sends_one_object_per_record_over_few_connections(org_a, sin
     assert sorted(bodies, key=lambda r: r["id"]) == _expected(range(1, 61))
     keys = {r.header("Idempotency-Key") for r in sink.received}
     assert len(keys) == 60
+    # keep-alive: a handful of connections (one per sending thread), not one per record
+    assert len({r.client_port for r in sink.received}) <= 4
+
+
+def test_single_mode_keeps_a_connection_per_thread_beyond_ten_threads(
+    org_a, sink, worker, settings, caplog
+):
+    settings.DELIVERY_SINGLE_CONCURRENCY = 12
+
+    def slow(request):
+        time.sleep(0.05)
+        return 200, {}, b"{}"
+
+    sink.respond = slow
+    pipeline = _pipeline(org_a, sink, count=120, write_mode="single")
+    run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
+    assert run.records_delivered == 120
+    assert len({r.client_port for r in sink.received}) <= 12
+    # urllib3 closes (and later reopens) connections that do not fit in its pool
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 def test_single_mode_never_exceeds_the_configured_concurrency(org_a, sink, worker, settings):
