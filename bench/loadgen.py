@@ -108,13 +108,16 @@ async def _client(
 
 
 async def _run(
-    host: str, port: int, request: bytes, concurrency: int, seconds: float
+    host: str, port: int, requests: list[bytes], concurrency: int, seconds: float
 ) -> LoadResult:
     result = LoadResult()
     started = time.monotonic()
     deadline = started + seconds
     await asyncio.gather(
-        *(_client(host, port, request, deadline, result) for _ in range(concurrency))
+        *(
+            _client(host, port, requests[i % len(requests)], deadline, result)
+            for i in range(concurrency)
+        )
     )
     result.seconds = time.monotonic() - started
     return result
@@ -124,15 +127,22 @@ def run_load(
     *,
     host: str,
     port: int,
-    path: str,
+    path: str | list[str],
     body: bytes,
     headers: dict[str, str],
     concurrency: int,
     seconds: float,
     keep_alive: bool,
 ) -> LoadResult:
-    """POST ``body`` to ``path`` from ``concurrency`` clients for ``seconds``, timing each."""
-    request = build_request(
-        host=host, port=port, path=path, body=body, headers=headers, keep_alive=keep_alive
-    )
-    return asyncio.run(_run(host, port, request, concurrency, seconds))
+    """POST ``body`` to ``path`` from ``concurrency`` clients for ``seconds``, timing each.
+
+    With a list of paths, client ``i`` posts to ``path[i % len(path)]``.
+    """
+    paths = [path] if isinstance(path, str) else path
+    requests = [
+        build_request(
+            host=host, port=port, path=p, body=body, headers=headers, keep_alive=keep_alive
+        )
+        for p in paths
+    ]
+    return asyncio.run(_run(host, port, requests, concurrency, seconds))

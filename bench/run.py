@@ -53,6 +53,11 @@ class Context:
             self._gunicorn = stack.start_gunicorn(port=self.gunicorn_port)
         return f"http://127.0.0.1:{self.gunicorn_port}"
 
+    def gunicorn_pids(self) -> list[int]:
+        """The gunicorn worker processes (children of the arbiter)."""
+        self.gunicorn()
+        return self._gunicorn.descendants()
+
     def sink(self) -> stack.Sink:
         if self._sink is None:
             self._sink = stack.Sink()

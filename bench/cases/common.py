@@ -11,6 +11,12 @@ from typing import Any
 
 from bench.results import Row
 
+# Binary COPY types of (organization_id, connector_id, sequence, received_at, data) for
+# ingest_record. ``data`` is dumped as raw bytes: b"\x01" (jsonb's binary format version) +
+# the JSON text, so PostgreSQL parses the JSON itself. (Declaring it ``jsonb`` would make
+# psycopg JSON-encode a str: a JSON *string* would be stored instead of the object.)
+JSONB_AS_BYTES = ["uuid", "uuid", "int8", "timestamptz", "bytea"]
+
 
 @dataclass
 class Outcome:

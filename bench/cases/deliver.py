@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import data, profile, stack
 from bench.cases import setup
-from bench.cases.common import Outcome, alternate, median
+from bench.cases.common import JSONB_AS_BYTES, Outcome, alternate, median
 from bench.results import Row, median_ratio, target
 
 BATCH_RECORDS = int(os.environ.get("BENCH_DELIVER_RECORDS", "1000000"))
@@ -124,9 +124,9 @@ def _store_records(organization_id, connector_id, count: int) -> None:
             lines = data.record_lines(start, min(COPY_STEP, count + 1 - start))
             now = datetime.now(UTC)
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(sql) as copy:
-                copy.set_types(["uuid", "uuid", "int8", "timestamptz", "jsonb"])
+                copy.set_types(JSONB_AS_BYTES)
                 for sequence, line in enumerate(lines, start):
-                    copy.write_row((organization_id, connector_id, sequence, now, line.decode()))
+                    copy.write_row((organization_id, connector_id, sequence, now, b"\x01" + line))
         conn.execute("ANALYZE ingest_record")
 
 

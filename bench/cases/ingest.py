@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import http.client
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
-from bench import data, stack
+from bench import data, profile, stack
 from bench.cases import setup
-from bench.cases.common import Outcome, alternate, median
+from bench.cases.common import JSONB_AS_BYTES, Outcome, alternate, median
 from bench.loadgen import LoadResult, run_load
 from bench.results import Row, median_ratio, target
 
@@ -36,6 +37,24 @@ def _truncate_records() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE ingest_record")
+
+
+def _profiled(ctx, name: str, work) -> dict:
+    """With BENCH_PROFILE=1: one more (untimed) product repetition under py-spy."""
+    if not profile.enabled():
+        return {}
+    summary = profile.record(ctx.gunicorn_pids(), name, work)
+    print(profile.format_summary(summary), flush=True)
+    return {"profile": summary}
+
+
+def _non_objects() -> int:
+    """Stored rows whose data is not a JSON object (would reveal a broken baseline)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ingest_record WHERE jsonb_typeof(data) <> 'object'")
+        return cursor.fetchone()[0]
 
 
 def _post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
@@ -57,9 +76,11 @@ def bench_ingest(ctx) -> Outcome:
     baseline_source, _ = setup.source(org, "ingest baseline")
     starts = range(0, RECORDS, PER_REQUEST)
     bodies = [data.array_body(start, PER_REQUEST) for start in starts]
-    texts = [[line.decode() for line in data.record_lines(s, PER_REQUEST)] for s in starts]
+    # jsonb's binary input is a version byte (1) followed by the JSON text.
+    texts = [[b"\x01" + line for line in data.record_lines(s, PER_REQUEST)] for s in starts]
     body_bytes = sum(len(b) for b in bodies)
     refused: list[str] = []
+    not_objects: list[int] = []
     sequence = 0
 
     def product() -> float:
@@ -81,15 +102,19 @@ def bench_ingest(ctx) -> Outcome:
                 now = datetime.now(UTC)
                 sql = f"COPY ingest_record ({columns}) FROM STDIN (FORMAT BINARY)"
                 with conn.transaction(), conn.cursor() as cursor, cursor.copy(sql) as copy:
-                    copy.set_types(["uuid", "uuid", "int8", "timestamptz", "jsonb"])
+                    copy.set_types(JSONB_AS_BYTES)
                     for text in batch:
                         sequence += 1
                         copy.write_row((org.id, baseline_source.id, sequence, now, text))
-            return RECORDS / (time.perf_counter() - started)
+            rate = RECORDS / (time.perf_counter() - started)
+        not_objects.append(_non_objects())
+        return rate
 
     products, baselines = alternate(product=product, baseline=baseline, repetitions=REPETITIONS)
+    not_objects.append(_non_objects())
     product_source.source.refresh_from_db()
     stored = product_source.source.last_sequence
+    profiled = _profiled(ctx, "bench-ingest", product)
     return Outcome(
         what=f"{RECORDS:,} records ({body_bytes / RECORDS:.0f} B each) POSTed in requests of "
         f"{PER_REQUEST:,} to the ingest URL (gunicorn, PostgreSQL), sequentially",
@@ -104,6 +129,7 @@ def bench_ingest(ctx) -> Outcome:
                 checks={
                     "every request accepted": not refused,
                     "every record stored": stored == REPETITIONS * RECORDS,
+                    "stored as JSON objects (both)": not any(not_objects),
                 },
             )
         ],
@@ -113,6 +139,7 @@ def bench_ingest(ctx) -> Outcome:
             "baseline_records_per_s": baselines,
             "body_bytes_total": body_bytes,
             "refused": refused[:5],
+            **profiled,
             "gunicorn": stack.gunicorn_shape(),
         },
         notes=[
@@ -123,7 +150,7 @@ def bench_ingest(ctx) -> Outcome:
     )
 
 
-def _small_load(port: int, path: str, body: bytes) -> LoadResult:
+def _small_load(port: int, path: str | list[str], body: bytes) -> LoadResult:
     return run_load(
         host="127.0.0.1",
         port=port,
@@ -140,8 +167,10 @@ def bench_ingest_small(ctx) -> Outcome:
     ctx.gunicorn()
     org = setup.organization("bench-small")
     _, token = setup.source(org, "ingest small")
+    # Context: the same load spread over one connector per client (no shared connector lock).
+    spread = [f"/ingest/{setup.source(org, f'small {i}')[1]}/" for i in range(SMALL_CONCURRENCY)]
     body = data.array_body(0, 1)[1:-1]  # one JSON object
-    runs: dict[str, list[LoadResult]] = {"product": [], "baseline": []}
+    runs: dict[str, list[LoadResult]] = {"product": [], "baseline": [], "spread": []}
 
     def product() -> float:
         runs["product"].append(_small_load(ctx.gunicorn_port, f"/ingest/{token}/", body))
@@ -152,6 +181,15 @@ def bench_ingest_small(ctx) -> Outcome:
         return runs["baseline"][-1].per_second
 
     products, baselines = alternate(product=product, baseline=baseline, repetitions=SMALL_SEGMENTS)
+    waits = _pg_waits(lambda: runs["spread"].append(_small_load(ctx.gunicorn_port, spread, body)))
+    one_connector_waits = _pg_waits(
+        lambda: runs["spread"].append(_small_load(ctx.gunicorn_port, f"/ingest/{token}/", body))
+    )
+    spread_rate, one_rate = runs["spread"][0].per_second, runs["spread"][1].per_second
+    runs["spread"].pop()
+    profiled = _profiled(ctx, "bench-ingest-small", product)
+    if profiled:
+        runs["product"].pop()
     merged = {name: _merge(results) for name, results in runs.items()}
     all_ok = all(set(r.statuses) == {200} and not r.errors for rs in runs.values() for r in rs)
     return Outcome(
@@ -176,13 +214,61 @@ def bench_ingest_small(ctx) -> Outcome:
                 f"(baseline {merged['baseline'].percentile(0.5) * 1000:.1f} ms); "
                 "context only, no target",
             ),
+            Row(
+                figure=f"requests/s, {SMALL_CONCURRENCY} connectors (1 per client)",
+                unit="req/s",
+                product=spread_rate,
+                baseline=one_rate,
+                checks={"every request answered 200": set(merged["spread"].statuses) == {200}},
+                note="context only, no target: the same load spread over one connector per "
+                "client, against one shared connector measured right after it (the 'baseline' "
+                f"column). PostgreSQL wait events sampled meanwhile, one connector: "
+                f"{_top_waits(one_connector_waits)}; {SMALL_CONCURRENCY} connectors: "
+                f"{_top_waits(waits)}",
+            ),
         ],
         details={
             "segments": {name: [r.summary() for r in rs] for name, rs in runs.items()},
             "concurrency": SMALL_CONCURRENCY,
+            **profiled,
             "gunicorn": stack.gunicorn_shape(),
         },
     )
+
+
+def _pg_waits(work) -> Counter[str]:
+    """Sample what the benchmark database's active backends wait on while ``work()`` runs."""
+    import threading
+
+    import psycopg
+
+    counts: Counter[str] = Counter()
+    done = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(setup.database_url(), autocommit=True) as conn:
+            while not done.is_set():
+                rows = conn.execute(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND pid <> pg_backend_pid()"
+                ).fetchall()
+                counts.update(row[0] for row in rows)
+                time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return counts
+
+
+def _top_waits(counts: Counter[str]) -> str:
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{name} {n / total:.0%}" for name, n in counts.most_common(3))
 
 
 def _merge(results: list[LoadResult]) -> LoadResult:
