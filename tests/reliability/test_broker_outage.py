@@ -11,8 +11,6 @@ enqueues the runs again and the worker delivers every record.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -21,7 +19,7 @@ import requests
 from pipelines.models import Run, RunState
 from pipelines.services import pipeline_create
 from tests.reliability.conftest import build_world
-from tests.reliability.processes import Children, child_env, wait_for
+from tests.reliability.processes import Children, OwnRedis, child_env, free_port, wait_for
 from tests.reliability.sink import LoopbackSink
 
 pytestmark = [
@@ -31,58 +29,9 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A Redis server for this test only, on its own port, without persistence."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, timeout=10, what="redis to start", every=0.05)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def own_redis():
-    redis = OwnRedis(_free_port())
+    redis = OwnRedis(free_port())
     yield redis
     redis.stop()
 
@@ -115,7 +64,7 @@ def test_runs_triggered_while_the_broker_is_down_are_all_executed_when_it_return
             RUN_ENQUEUE_GRACE_SECONDS="1",
             RUN_REQUEUE_AFTER_SECONDS="10",
         )
-        web_port = _free_port()
+        web_port = free_port()
         own_redis.start()
         web = [
             sys.executable,
