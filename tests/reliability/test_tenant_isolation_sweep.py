@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
+from connectors.selectors import source_for_ingest_token
 from osmos.tenancy.models import Membership
 from pipelines.models import Run
 from tests.reliability.conftest import TenantWorld
@@ -165,7 +166,8 @@ def _unchanged(world: TenantWorld) -> None:
     assert Membership.objects.get(pk=world.membership.pk).role == world.membership.role
     run = Run.objects.get(pk=world.run.pk)
     assert (run.state, run.retries.count()) == (world.run.state, 0)
-    world.source.source.refresh_from_db()
+    # The ingest token was not rotated (the world's token still finds the source).
+    assert source_for_ingest_token(token=world.ingest_token) is not None
 
 
 @pytest.mark.reliability
