@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 
 from connectors.models import Connector, WriteMode
 from connectors.schema import compile_schema
-from pipelines.delivery import Target
 from pipelines.http import DeliveryError, OutboundSession
+from pipelines.retries import Target
 
 # A valid value of each schema type, for made-up sample records.
 _SAMPLE_VALUES: dict[str, Any] = {

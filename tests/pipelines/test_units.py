@@ -9,8 +9,10 @@ import pytest
 
 from connectors.schema import FieldSpec
 from pipelines.cron import InvalidSchedule, check_schedule, next_fire_time
-from pipelines.delivery import BatchBody, final_state, retry_delay
+from pipelines.delivery import final_state
 from pipelines.mapping import default_mapping, is_compatible, map_record, mapping_errors
+from pipelines.records import BatchBody
+from pipelines.retries import retry_delay
 
 TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "json"]
 

@@ -1,0 +1,224 @@
+"""The records of a run on their way out: selected, mapped, validated, spooled.
+
+Nothing here holds a chunk's records in a Python list: rows are streamed from the database
+in groups, a batch body is written to a spooled temporary file (memory up to
+settings.DELIVERY_SPOOL_MEMORY_BYTES, then disk), and so are a chunk's failures.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import msgspec
+from django.conf import settings
+from django.db.models import QuerySet
+
+from connectors.schema import CompiledSchema
+from ingest.models import Record
+from pipelines.mapping import map_record
+from pipelines.models import EXCERPT_MAX_CHARS, RecordFailure, Run, RunChunk
+
+# Records mapped and validated together (one validator call); bounds memory per step.
+VALIDATION_GROUP = 1000
+DB_FETCH_SIZE = 2000
+
+# Arbitrary-size integers too (a ``json`` field may hold them), unlike orjson.
+encode = msgspec.json.encode
+
+
+def run_selection(run: Run) -> QuerySet[Record]:
+    """The source records a run covers (a retry run: its parent's failed records)."""
+    records = Record.objects.filter(
+        organization_id=run.organization_id,
+        connector_id=run.pipeline.source_id,
+        sequence__gt=run.sequence_from,
+        sequence__lte=run.sequence_to,
+    )
+    if run.parent_id:
+        failed = RecordFailure.objects.filter(run_id=run.parent_id).values("sequence")
+        records = records.filter(sequence__in=failed)
+    return records
+
+
+def chunk_rows(run: Run, chunk: RunChunk) -> Iterator[tuple[int, Any]]:
+    return (
+        run_selection(run)
+        .filter(sequence__gt=chunk.sequence_from, sequence__lte=chunk.sequence_to)
+        .order_by("sequence")
+        .values_list("sequence", "data")
+        .iterator(chunk_size=DB_FETCH_SIZE)
+    )
+
+
+def prepared_records(
+    rows: Iterator[tuple[int, Any]],
+    *,
+    mapping: tuple[tuple[str, str], ...],
+    schema: CompiledSchema,
+    failures: FailureSpool,
+) -> Iterator[tuple[int, bytes]]:
+    """``(sequence, JSON bytes)`` of each mapped record valid for the destination.
+
+    A record that breaks the destination schema goes to ``failures`` with the validator's
+    messages and is not yielded (so it is never sent).
+    """
+    group: list[tuple[int, bytes]] = []
+    for sequence, data in rows:
+        group.append((sequence, encode(map_record(data, mapping))))
+        if len(group) >= VALIDATION_GROUP:
+            yield from _valid_in(group, schema=schema, failures=failures)
+            group = []
+    yield from _valid_in(group, schema=schema, failures=failures)
+
+
+def _valid_in(
+    group: list[tuple[int, bytes]], *, schema: CompiledSchema, failures: FailureSpool
+) -> Iterator[tuple[int, bytes]]:
+    if not group:
+        return
+    body = b"[" + b",".join(raw for _, raw in group) + b"]"
+    result = schema.validate_body(body, kind="array", max_errors=None)
+    problems: dict[int, list[str]] = {}
+    for error in result.errors:
+        problems.setdefault(error.index, []).append(error.message)
+    for index, (sequence, raw) in enumerate(group):
+        if index in problems:
+            reason = "Does not match the destination schema: " + "; ".join(problems[index])
+            failures.add(sequence=sequence, record=raw, reason=reason, status=None, excerpt="")
+        else:
+            yield sequence, raw
+
+
+_FAILURE_LINE = msgspec.json.Decoder(tuple[int, msgspec.Raw, str, int | None, str])
+
+
+class FailureSpool:
+    """The failed records of one chunk, kept in a spooled file rather than in a list.
+
+    A chunk can hold 250,000 records that all fail; each failure is one JSON line here, and
+    ``rows`` reads them back in insert batches when the chunk is confirmed.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+            max_size=settings.DELIVERY_SPOOL_MEMORY_BYTES
+        )
+        self.count = 0
+
+    def add(
+        self, *, sequence: int, record: bytes, reason: str, status: int | None, excerpt: str
+    ) -> None:
+        line = encode([sequence, msgspec.Raw(record), reason, status, excerpt[:EXCERPT_MAX_CHARS]])
+        self._file.write(line + b"\n")
+        self.count += 1
+
+    def rows(self) -> Iterator[tuple[int, Any, str, int | None, str]]:
+        self._file.seek(0)
+        for line in self._file:
+            sequence, raw, reason, status, excerpt = _FAILURE_LINE.decode(line)
+            yield sequence, msgspec.json.decode(raw), reason, status, excerpt
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to each record of a chunk: ``delivered`` + ``failures.count`` of them."""
+
+    failures: FailureSpool
+    delivered: int = 0
+
+
+class BatchBody:
+    """A JSON array of records written to a spooled temporary file, addressable by record.
+
+    Records ``i..j-1`` are sent as ``[`` + the bytes from the start of record i to the end of
+    record j-1 (commas included) + ``]``, so every half of a bisection reads the same file.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+            max_size=settings.DELIVERY_SPOOL_MEMORY_BYTES
+        )
+        self._file.write(b"[")
+        self._position = 1
+        self._starts = array("Q")
+        self._ends = array("Q")
+        self.sequences = array("Q")
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def add(self, sequence: int, raw: bytes) -> None:
+        if self.sequences:
+            self._file.write(b",")
+            self._position += 1
+        self._starts.append(self._position)
+        self._file.write(raw)
+        self._position += len(raw)
+        self._ends.append(self._position)
+        self.sequences.append(sequence)
+
+    def part(self, start: int, stop: int) -> BodySlice:
+        return BodySlice(self._file, self._starts[start], self._ends[stop - 1])
+
+    def record(self, index: int) -> bytes:
+        self._file.seek(self._starts[index])
+        return self._file.read(self._ends[index] - self._starts[index])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class BodySlice(io.RawIOBase):
+    """A read-only file: ``[`` + bytes [start, end) of ``source`` + ``]``."""
+
+    def __init__(self, source: IO[bytes], start: int, end: int) -> None:
+        super().__init__()
+        self._source = source
+        self._start = start
+        self._length = end - start + 2
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = min(max(base + offset, 0), self._length)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = self._length - self._position
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        if size == 0:
+            return b""
+        out = bytearray()
+        if self._position == 0:
+            out += b"["
+            self._position = 1
+            size -= 1
+        inner = min(size, self._length - 1 - self._position)
+        if inner > 0:
+            self._source.seek(self._start + self._position - 1)
+            data = self._source.read(inner)
+            out += data
+            self._position += len(data)
+            size -= len(data)
+        if size > 0 and self._position == self._length - 1:
+            out += b"]"
+            self._position += 1
+        return bytes(out)

@@ -1,0 +1,248 @@
+"""Sending a chunk: batch mode (JSON arrays, bisection) and single mode (bounded concurrency).
+
+A sender turns a chunk into an ``Outcome`` (records delivered, and the failed ones with
+their reasons); it writes only the request log. Confirming the outcome is the engine's job
+(``pipelines.delivery``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from connectors.schema import CompiledSchema
+from pipelines.http import DeliveryError, OutboundSession
+from pipelines.models import RequestLog, Run, RunChunk
+from pipelines.records import (
+    VALIDATION_GROUP,
+    BatchBody,
+    FailureSpool,
+    Outcome,
+    chunk_rows,
+    prepared_records,
+)
+from pipelines.retries import Aborted, Attempt, Target, failure_reason, send_with_retries
+
+CANCELLED_REASON = "The run was cancelled before this record was sent."
+
+
+class RequestRecorder:
+    """Writes request-log rows and counts ``requests_made`` (from the run's own thread)."""
+
+    def __init__(self, *, run: Run) -> None:
+        self._run = run
+        self._pending: list[RequestLog] = []
+
+    def add(self, chunk: RunChunk, attempt: Attempt) -> None:
+        self._pending.append(
+            RequestLog(
+                organization_id=self._run.organization_id,
+                run_id=self._run.id,
+                chunk=chunk,
+                sequence_from=attempt.sequence_from,
+                sequence_to=attempt.sequence_to,
+                record_count=attempt.record_count,
+                attempt=attempt.attempt,
+                status=attempt.status,
+                duration_ms=attempt.duration_ms,
+                error=attempt.error,
+            )
+        )
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        with transaction.atomic():
+            RequestLog.objects.bulk_create(self._pending)
+            Run.objects.filter(pk=self._run.id).update(
+                requests_made=F("requests_made") + len(self._pending)
+            )
+        self._pending = []
+
+
+class BatchSender:
+    """Sends a chunk as JSON arrays: whole, or bisected after a permanent 4xx."""
+
+    def __init__(
+        self,
+        *,
+        run: Run,
+        session: OutboundSession,
+        target: Target,
+        split: bool,
+        schema: CompiledSchema,
+        abort: threading.Event,
+        recorder: RequestRecorder,
+    ) -> None:
+        self.run = run
+        self.session = session
+        self.target = target
+        self.split = split
+        self.schema = schema
+        self.abort = abort
+        self.recorder = recorder
+        self.mapping = tuple(run.mapping.items())
+
+    def deliver(self, chunk: RunChunk) -> Outcome:
+        outcome = Outcome(failures=FailureSpool())
+        body = BatchBody()
+        try:
+            records = prepared_records(
+                chunk_rows(self.run, chunk),
+                mapping=self.mapping,
+                schema=self.schema,
+                failures=outcome.failures,
+            )
+            for sequence, raw in records:
+                body.add(sequence, raw)
+            if len(body):
+                self._send(chunk, body, 0, len(body), outcome)
+        finally:
+            body.close()
+        return outcome
+
+    def _send(self, chunk: RunChunk, body: BatchBody, start: int, stop: int, outcome: Outcome):
+        first, last = body.sequences[start], body.sequences[stop - 1]
+        whole = start == 0 and stop == len(body)
+        key = chunk.idempotency_key if whole else f"{chunk.idempotency_key}:{first}-{last}"
+
+        def log(attempt: Attempt) -> None:
+            self.recorder.add(chunk, attempt)
+            self.recorder.flush()
+
+        try:
+            error = send_with_retries(
+                self.session,
+                target=self.target,
+                body=body.part(start, stop),
+                idempotency_key=key,
+                span=(first, last, stop - start),
+                abort=self.abort,
+                log=log,
+            )
+        except Aborted:
+            self._fail(body, start, stop, outcome, reason=CANCELLED_REASON)
+            return
+        if error is None:
+            outcome.delivered += stop - start
+            return
+        bisect = (
+            self.split
+            and stop - start > 1
+            and not error.transient
+            and error.status is not None
+            and 400 <= error.status < 500
+        )
+        if bisect:
+            middle = (start + stop) // 2
+            self._send(chunk, body, start, middle, outcome)
+            self._send(chunk, body, middle, stop, outcome)
+            return
+        reason = failure_reason(error, attempts=settings.DELIVERY_MAX_ATTEMPTS)
+        self._fail(body, start, stop, outcome, reason, error.status, error.response_excerpt)
+
+    @staticmethod
+    def _fail(
+        body: BatchBody,
+        start: int,
+        stop: int,
+        outcome: Outcome,
+        reason: str,
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
+        for index in range(start, stop):
+            outcome.failures.add(
+                sequence=body.sequences[index],
+                record=body.record(index),
+                reason=reason,
+                status=status,
+                excerpt=excerpt,
+            )
+
+
+# --- single mode --------------------------------------------------------------------------------
+
+
+class SingleSender:
+    """Sends a chunk one record per request, DELIVERY_SINGLE_CONCURRENCY at a time.
+
+    The pool threads only make HTTP requests; every database write stays in the run's
+    thread (so the pool holds no database connection).
+    """
+
+    def __init__(
+        self,
+        *,
+        run: Run,
+        session: OutboundSession,
+        target: Target,
+        schema: CompiledSchema,
+        abort: threading.Event,
+        recorder: RequestRecorder,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.run = run
+        self.session = session
+        self.target = target
+        self.schema = schema
+        self.abort = abort
+        self.recorder = recorder
+        self.pool = pool
+        self.mapping = tuple(run.mapping.items())
+
+    def deliver(self, chunk: RunChunk) -> Outcome:
+        outcome = Outcome(failures=FailureSpool())
+        records = prepared_records(
+            chunk_rows(self.run, chunk),
+            mapping=self.mapping,
+            schema=self.schema,
+            failures=outcome.failures,
+        )
+        # In groups, so that memory stays bounded even for a chunk planned in batch mode
+        # (the destination's write mode changed during the run).
+        while group := list(itertools.islice(records, VALIDATION_GROUP)):
+            self._send_group(chunk, group, outcome)
+        self.recorder.flush()
+        return outcome
+
+    def _send_group(self, chunk: RunChunk, group: list[tuple[int, bytes]], outcome: Outcome):
+        key = chunk.idempotency_key
+        results = self.pool.map(lambda item: self._send_one(key, *item), group)
+        for (sequence, raw), (result, attempts) in zip(group, results, strict=True):
+            for attempt in attempts:
+                self.recorder.add(chunk, attempt)
+            if result is None:
+                outcome.delivered += 1
+                continue
+            if isinstance(result, DeliveryError):
+                reason = failure_reason(result, attempts=settings.DELIVERY_MAX_ATTEMPTS)
+                status, excerpt = result.status, result.response_excerpt
+            else:
+                reason, status, excerpt = CANCELLED_REASON, None, ""
+            outcome.failures.add(
+                sequence=sequence, record=raw, reason=reason, status=status, excerpt=excerpt
+            )
+
+    def _send_one(
+        self, key: str, sequence: int, raw: bytes
+    ) -> tuple[DeliveryError | Aborted | None, list[Attempt]]:
+        attempts: list[Attempt] = []
+        try:
+            error = send_with_retries(
+                self.session,
+                target=self.target,
+                body=raw,
+                idempotency_key=f"{key}:{sequence}",
+                span=(sequence, sequence, 1),
+                abort=self.abort,
+                log=attempts.append,
+            )
+        except Aborted as exc:
+            return exc, attempts
+        return error, attempts
