@@ -23,6 +23,12 @@ How a run is executed (``run_execute``, called by the ``execute_run`` actor):
 
 A worker stops taking new chunks after settings.DELIVERY_RUN_SLICE_SECONDS, releases the
 lease and enqueues the run again, so one long run does not hold a worker thread for hours.
+A run found without a live worker more than settings.RUN_MAX_RESUMES times fails its unsent
+records instead of being resumed forever.
+
+Step 3 lives in ``pipelines.senders`` (batch and single mode), ``pipelines.records``
+(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request
+with backoff); this module owns the lease, the plan, the confirmation and the end.
 """
 
 from __future__ import annotations
