@@ -20,17 +20,18 @@ import string
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from connectors.models import Connector, SourceSettings, SourceState
+from connectors.models import Connector, SchemaField, SourceSettings, SourceState
 from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
 from ingest import body as ingest_body
 from ingest.body import IngestRefused
-from ingest.models import IdempotencyKey
+from ingest.models import IdempotencyKey, Record
 from ingest.storage import RecordRejected, records_insert
 
 MAX_ERRORS_LISTED = 100
@@ -140,7 +141,7 @@ def _checked_key(idempotency_key: str | None) -> str | None:
 
 def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind) -> list[bytes]:
     """The records of ``data`` as JSON bytes, in body order; raises ``IngestRefused``."""
-    fields = connector.field_specs()
+    fields = _field_specs(connector.pk)
     if not fields:  # every connector has a field: it was deleted since its token was looked up
         raise _deleted()
     schema = compile_schema(fields=fields)
@@ -164,6 +165,17 @@ def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind
     if result.error_total:
         raise _invalid_records(result.errors, result.error_total)
     return result.records
+
+
+@lru_cache(maxsize=4096)
+def _field_specs(connector_id: uuid.UUID) -> tuple[tuple[str, str, bool], ...]:
+    """A connector's schema, read once per process: a saved schema never changes (and an
+    empty answer means the connector was deleted, which is final too)."""
+    return tuple(
+        SchemaField.objects.filter(connector_id=connector_id)
+        .order_by("position")
+        .values_list("name", "type", "nullable")
+    )
 
 
 def _invalid_records(errors: list[RecordError], error_total: int) -> IngestRefused:
@@ -198,6 +210,8 @@ def _store(
     sequence (or ``max(sequence) + 1`` without the lock) would allow a gap that fills in after a
     run has already moved its cursor past it: that record would never be sent.
     """
+    if not key and connection.vendor == "postgresql" and len(records) <= SMALL_REQUEST_RECORDS:
+        return _store_small(source=source, records=records)
     organization_id = source.connector.organization_id
     with transaction.atomic():
         _limit_lock_wait()
@@ -242,6 +256,62 @@ def _store(
         locked.record_count,
         locked.state,
     )
+    return IngestResult(status=200, body=answer)
+
+
+# Up to this many records (and no Idempotency-Key), a request is stored by one statement.
+SMALL_REQUEST_RECORDS = 1000
+
+# The same steps as ``_store`` in one round trip: the UPDATE takes the connector's row lock
+# (exactly like ``SELECT … FOR UPDATE``) and hands out the numbers, the INSERT uses them.
+# Many small requests to one connector queue on that lock; holding it for one statement and
+# the commit instead of four round trips is what lets them keep up (bench-ingest-small).
+# A data-modifying CTE always runs to completion, whether or not the final SELECT reads it.
+_SMALL_INSERT = """
+WITH taken AS (
+    UPDATE {sources}
+       SET last_sequence = last_sequence + %(count)s,
+           record_count = record_count + %(count)s,
+           state = CASE WHEN state = %(awaiting)s AND record_count + %(count)s >= %(required)s
+                        THEN %(ready)s ELSE state END
+     WHERE connector_id = %(connector)s
+ RETURNING last_sequence - %(count)s AS before, record_count, state, clock_timestamp() AS at
+), inserted AS (
+    INSERT INTO {records} (organization_id, connector_id, sequence, received_at, data)
+    SELECT %(organization)s, %(connector)s, taken.before + item.n, taken.at, item.data::jsonb
+      FROM taken, unnest(%(data)s::text[]) WITH ORDINALITY AS item(data, n)
+)
+SELECT record_count, state FROM taken
+"""
+
+
+def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResult:
+    """``_store`` for a small request without an idempotency key, on PostgreSQL."""
+    sql = _SMALL_INSERT.format(
+        sources=connection.ops.quote_name(SourceSettings._meta.db_table),
+        records=connection.ops.quote_name(Record._meta.db_table),
+    )
+    params = {
+        "count": len(records),
+        "awaiting": SourceState.AWAITING_SAMPLES,
+        "required": settings.INGEST_SAMPLES_REQUIRED,
+        "ready": SourceState.READY,
+        "connector": source.connector_id,
+        "organization": source.connector.organization_id,
+        "data": [record.decode() for record in records],
+    }
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _limit_lock_wait()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except DataError as exc:  # the validator refuses what jsonb would; kept as a last guard
+        message = f"the database refused a record: {str(exc).splitlines()[0]}"
+        raise _invalid_records([RecordError(index=0, field=None, message=message)], 1) from None
+    if row is None:
+        raise _deleted()
+    record_count, state = row
+    answer = {"accepted": len(records), "sample_count": record_count, "state": state}
     return IngestResult(status=200, body=answer)
 
 
