@@ -23,6 +23,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ingest.services import idempotency_keys_purge
 from pipelines import cron
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 from pipelines.services import run_create, run_enqueue
@@ -40,16 +41,20 @@ class TickReport:
     ticks_skipped: int = 0
     runs_resumed: int = 0
     runs_enqueued: int = 0
+    idempotency_keys_purged: int = 0
 
 
 def scheduler_tick(now: datetime | None = None) -> TickReport:
-    """Create the due runs, then enqueue runs that are stale or were never enqueued."""
+    """Create the due runs, enqueue runs that are stale or were never enqueued, and purge
+    expired ingest idempotency keys."""
     now = now or timezone.now()
     report = TickReport()
     while _schedule_due(now, report):
         pass
     _sweep_stale(now, report)
     _sweep_unenqueued(now, report)
+    # An indexed delete of ingest idempotency keys past their 24 hours (cheap when none).
+    report.idempotency_keys_purged = idempotency_keys_purge(now=now)
     return report
 
 
