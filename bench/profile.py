@@ -1,7 +1,9 @@
 """Sampling profiles of the stack's processes with py-spy, summarised as top entries.
 
-``BENCH_PROFILE=1 make bench-…`` records a profile of the process that does the product's
-work (a gunicorn worker, the Dramatiq worker) during one extra, untimed product repetition,
+``BENCH_PROFILE=1 make bench-…`` (or ``BENCH_PROFILE=gil``: only the thread holding the GIL,
+i.e. where the CPU goes, not where threads wait) records a profile of the processes that do
+the product's work (gunicorn workers, the Dramatiq worker) during one extra, untimed product
+repetition,
 and writes ``var/bench/profile-<name>.txt`` (raw folded stacks) plus the summary in the
 result's ``details.profile``. Profiling is off by default: py-spy's sampling costs CPU on a
 2-core machine and would disturb the timed figures.
@@ -23,7 +25,12 @@ _PRODUCT_PARTS = ("(connectors/", "(ingest/", "(pipelines/", "(osmos/")
 
 
 def enabled() -> bool:
-    return os.environ.get("BENCH_PROFILE", "") in ("1", "true", "yes")
+    return os.environ.get("BENCH_PROFILE", "") in ("1", "true", "yes", "gil")
+
+
+def _gil_only() -> list[str]:
+    # BENCH_PROFILE=gil samples only the thread holding the GIL: where CPU goes, not waits.
+    return ["--gil"] if os.environ.get("BENCH_PROFILE") == "gil" else []
 
 
 def record(pids: Sequence[int], name: str, work: Callable[[], Any]) -> dict[str, Any]:
@@ -48,6 +55,7 @@ def record(pids: Sequence[int], name: str, work: Callable[[], Any]) -> dict[str,
                         "--rate",
                         "100",
                         "--nonblocking",
+                        *_gil_only(),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -141,6 +141,33 @@ def _sink_checks(stats: dict[str, Any], records: int) -> dict[str, bool]:
     }
 
 
+class CpuMeter:
+    """CPU seconds used by the worker processes (product) or this process (baseline)."""
+
+    def __init__(self) -> None:
+        self.product: list[float] = []
+        self.baseline: list[float] = []
+
+    def worker(self, fx: Fixture, work: Callable[[], float]) -> float:
+        pids = fx.worker_pids()
+        before = sum(stack.process_cpu_seconds(pid) for pid in pids)
+        figure = work()
+        self.product.append(sum(stack.process_cpu_seconds(pid) for pid in pids) - before)
+        return figure
+
+    def here(self, work: Callable[[], float]) -> float:
+        before = time.process_time()
+        figure = work()
+        self.baseline.append(time.process_time() - before)
+        return figure
+
+    def note(self, records: int) -> str:
+        return (
+            f"CPU per record: worker {median(self.product) / records * 1e6:.0f} µs, "
+            f"baseline client {median(self.baseline) / records * 1e6:.0f} µs"
+        )
+
+
 def _sink_load(fx: Fixture, work: Callable[[], float]) -> tuple[float, float]:
     """``work()``'s figure and the sink's CPU use meanwhile (fraction of one core)."""
     cpu = fx.sink.cpu_seconds()
@@ -197,10 +224,13 @@ def bench_deliver_batch(ctx) -> Outcome:
     runs: list[Any] = []
     checks: dict[str, bool] = {}
     sink_cpu: list[float] = []
+    meter = CpuMeter()
 
     def product() -> float:
         fx.sink.reset()
-        figure, cpu = _sink_load(fx, lambda: _product_rate(fx, "batch", runs, destination))
+        figure, cpu = _sink_load(
+            fx, lambda: meter.worker(fx, lambda: _product_rate(fx, "batch", runs, destination))
+        )
         sink_cpu.append(cpu)
         for name, ok in _sink_checks(fx.sink.stats(), BATCH_RECORDS).items():
             checks[name] = checks.get(name, True) and ok
@@ -208,7 +238,7 @@ def bench_deliver_batch(ctx) -> Outcome:
 
     def baseline() -> float:
         fx.sink.reset()
-        figure = _baseline_batch(fx, BATCH_RECORDS)
+        figure = meter.here(lambda: _baseline_batch(fx, BATCH_RECORDS))
         ok = fx.sink.stats()["records_ok"] == BATCH_RECORDS
         checks["baseline sent every record"] = checks.get("baseline sent every record", True) and ok
         return figure
@@ -230,13 +260,15 @@ def bench_deliver_batch(ctx) -> Outcome:
                 ratio=median_ratio(products, baselines),
                 target=target(">=", 0.5),
                 checks=checks,
-                note=f"sink busy {max(sink_cpu):.0%} of one core at most during product runs",
+                note=f"sink busy {max(sink_cpu):.0%} of one core at most during product runs; "
+                + meter.note(BATCH_RECORDS),
             )
         ],
         details={
             "product_records_per_s": products,
             "baseline_records_per_s": baselines,
             "requests_made": [r.requests_made for r in runs],
+            "cpu_seconds": {"worker": meter.product, "baseline": meter.baseline},
             **details,
         },
     )
@@ -284,10 +316,13 @@ def bench_deliver_single(ctx) -> Outcome:
     runs: list[Any] = []
     checks: dict[str, bool] = {}
     sink_cpu: list[float] = []
+    meter = CpuMeter()
 
     def product() -> float:
         fx.sink.reset()
-        figure, cpu = _sink_load(fx, lambda: _product_rate(fx, "single", runs, destination))
+        figure, cpu = _sink_load(
+            fx, lambda: meter.worker(fx, lambda: _product_rate(fx, "single", runs, destination))
+        )
         sink_cpu.append(cpu)
         for name, ok in _sink_checks(fx.sink.stats(), SINGLE_RECORDS).items():
             checks[name] = checks.get(name, True) and ok
@@ -298,10 +333,14 @@ def bench_deliver_single(ctx) -> Outcome:
         session = requests.Session()
         headers = {"Content-Type": "application/json"}
         url = f"{fx.sink.url}/baseline"
-        started = time.perf_counter()
-        for body in bodies:
-            session.post(url, data=body, headers=headers).raise_for_status()
-        return len(bodies) / (time.perf_counter() - started)
+
+        def loop() -> float:
+            started = time.perf_counter()
+            for body in bodies:
+                session.post(url, data=body, headers=headers).raise_for_status()
+            return len(bodies) / (time.perf_counter() - started)
+
+        return meter.here(loop)
 
     products, baselines = alternate(product=product, baseline=baseline, repetitions=2)
     checks["every run succeeded"] = all(r.state == "succeeded" for r in runs)
@@ -320,13 +359,15 @@ def bench_deliver_single(ctx) -> Outcome:
                 ratio=median_ratio(products, baselines),
                 target=target(">=", 1.5),
                 checks=checks,
-                note=f"sink busy {max(sink_cpu):.0%} of one core at most during product runs",
+                note=f"sink busy {max(sink_cpu):.0%} of one core at most during product runs; "
+                + meter.note(SINGLE_RECORDS),
             )
         ],
         details={
             "product_records_per_s": products,
             "baseline_records_per_s": baselines,
             "requests_made": [r.requests_made for r in runs],
+            "cpu_seconds": {"worker": meter.product, "baseline": meter.baseline},
             **details,
         },
     )
