@@ -53,6 +53,10 @@ from osmos.api import TenantScopedViewSet, json_error
 
 # Inputs that are lists: their errors say which item (index) and which key of it (field).
 _ITEMIZED_FIELDS = frozenset({"schema", "destination.headers"})
+# Fields whose value is an object: an error about the object as a whole is keyed
+# ``non_field_errors`` inside it (as DRF does for nested serializers), so the field's errors
+# are always an object.
+_OBJECT_FIELDS = frozenset({"destination"})
 
 
 def errors_response(errors: Sequence[InputError]) -> Response:
@@ -60,6 +64,8 @@ def errors_response(errors: Sequence[InputError]) -> Response:
     body: dict[str, Any] = {}
     for error in errors:
         top, _, sub = error.field.partition(".")
+        if top in _OBJECT_FIELDS and not sub:
+            sub = "non_field_errors"
         container = body.setdefault(top, {}) if sub else body
         if not isinstance(container, dict):  # a whole-object error is already there
             container = {}

@@ -76,7 +76,8 @@ _ERROR_400 = OpenApiResponse(
         },
     ),
     description="Field-keyed validation errors; `schema` and `destination.headers` list "
-    "`{index, field, message}` objects. Nothing was written.",
+    "`{index, field, message}` objects; an error about the destination settings as a whole is "
+    "in `destination.non_field_errors`. Nothing was written.",
     examples=[
         OpenApiExample(
             "Invalid input",

@@ -305,7 +305,9 @@ def test_unsafe_destination_urls_answer_400_at_update(api_a, destination_a, sett
 def test_patch_of_destination_settings_on_a_source_is_refused(api_a, source_a):
     response = api_a.patch(detail(source_a), {"destination": {"batch_size": 3}}, format="json")
     assert response.status_code == 400
-    assert response.json()["destination"] == ["A source connector has no destination settings."]
+    assert response.json()["destination"] == {
+        "non_field_errors": ["A source connector has no destination settings."]
+    }
 
 
 # --- duplicate ----------------------------------------------------------------------------------

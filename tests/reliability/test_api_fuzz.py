@@ -101,9 +101,7 @@ def test_the_api_never_answers_5xx_and_always_matches_its_schema(live_server, fu
 
 # Failures already reported, each reproduced by a strict xfail test below (which starts
 # passing, and so fails, once the bug is fixed: then remove the entry here).
-KNOWN_BUGS = {
-    '["A destination needs its settings."] is not of type "object"': "destination_errors",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _operation(schema, method: str, path: str):
@@ -114,11 +112,6 @@ def _operation(schema, method: str, path: str):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connectors/api_docs.py declares `destination` of the 400 body as an object, but a "
-    "destination created without settings answers a list of messages there",
-)
 def test_a_destination_without_settings_answers_400_as_documented(live_server, fuzzed_tenant):
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/v1/schema/")
     operation = _operation(schema, "POST", "/api/v1/connectors/")
@@ -133,3 +126,6 @@ def test_a_destination_without_settings_answers_400_as_documented(live_server, f
     headers = {"Authorization": f"Bearer {fuzzed_tenant.api_token_secret}"}
     response = case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
     assert response.status_code == 400
+    assert response.json()["destination"] == {
+        "non_field_errors": ["A destination needs its settings."]
+    }
