@@ -383,6 +383,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 abort=heartbeat.abort,
                 recorder=recorder,
                 pool=pool,
+                concurrency=settings.DELIVERY_SINGLE_CONCURRENCY,
             )
         for position, chunk in enumerate(_pending_chunks(run.id)):
             if heartbeat.abort.is_set():
