@@ -215,6 +215,7 @@ def render_table(results: Sequence[Mapping[str, Any]]) -> str:
     ]
     notes: list[str] = []
     for result in results:
+        notes.append(f"- `{result['name']}`: {result['what']}")
         commit = result["git"]["commit"][:8] + ("+dirty" if result["git"]["dirty"] else "")
         when = f"{result['date'][:16].replace('T', ' ')} UTC ({commit})"
         for row in result["rows"]:
@@ -229,7 +230,7 @@ def render_table(results: Sequence[Mapping[str, Any]]) -> str:
                 notes.append(f"- `{result['name']}` / {row['figure']}: {row['note']}")
         notes.extend(f"- `{result['name']}`: {note}" for note in result.get("notes", []))
     if notes:
-        lines += ["", "Notes from the runs:", "", *notes]
+        lines += ["", "What each run measured, and notes from the runs:", "", *notes]
     return "\n".join(lines)
 
 
