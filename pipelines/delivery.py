@@ -51,7 +51,14 @@ from connectors.schema import compile_schema
 from pipelines.http import OutboundSession
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
-from pipelines.records import FailureSpool, Outcome, chunk_rows, encode, run_selection
+from pipelines.records import (
+    FailureSpool,
+    Outcome,
+    chunk_rows,
+    encode,
+    record_preparer,
+    run_selection,
+)
 from pipelines.retries import Target
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
 
@@ -356,7 +363,12 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     """Send and confirm pending chunks; False when the run must stop here (lease or time)."""
     destination = run.pipeline.destination
     settings_row = destination.destination
-    schema = compile_schema(fields=destination.field_specs())
+    prepare = record_preparer(
+        mapping=run.mapping,
+        source_fields=run.pipeline.source.field_specs(),
+        destination_fields=destination.field_specs(),
+        schema=compile_schema(fields=destination.field_specs()),
+    )
     target = Target.of(settings_row)
     recorder = RequestRecorder(run=run)
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
@@ -370,7 +382,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 session=session,
                 target=target,
                 split=settings_row.split_failed_batches,
-                schema=schema,
+                prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
             )
@@ -379,7 +391,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 run=run,
                 session=session,
                 target=target,
-                schema=schema,
+                prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
                 pool=pool,

@@ -99,3 +99,35 @@ def map_record(record: Mapping[str, Any], mapping: Iterable[tuple[str, str]]) ->
     source value stays missing, so the destination schema decides whether that is allowed.
     """
     return {dest: record[src] for dest, src in mapping if src in record}
+
+
+def is_statically_safe(
+    *,
+    mapping: Mapping[str, str],
+    source_fields: Sequence[FieldSpec],
+    destination_fields: Sequence[FieldSpec],
+) -> bool:
+    """Whether every record valid for the source schema, once mapped, is valid for the
+    destination schema, so that checking mapped records one by one can be skipped.
+
+    True when every mapped destination field is fed by a source field of a compatible type
+    (``is_compatible``) that is non-nullable or feeds a nullable field, and every unmapped
+    destination field is nullable. A mapped record holds only destination fields (mapping
+    copies nothing else), a missing source value stays missing (allowed: the destination
+    field is then nullable) and a value keeps its JSON type, which the destination accepts.
+    Relies on stored records having passed the (immutable) source schema at ingest.
+    """
+    sources = {source.name: source for source in (FieldSpec(*spec) for spec in source_fields)}
+    for destination in (FieldSpec(*spec) for spec in destination_fields):
+        source_name = mapping.get(destination.name)
+        if source_name is None:
+            if not destination.nullable:
+                return False
+            continue
+        source = sources.get(source_name)
+        if source is None or not is_compatible(source.type, destination.type):
+            return False
+        if source.nullable and not destination.nullable:
+            return False
+    destination_names = {spec[0] for spec in destination_fields}
+    return all(name in destination_names for name in mapping)

@@ -17,7 +17,6 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.schema import CompiledSchema
 from pipelines.http import DeliveryError, OutboundSession
 from pipelines.models import RequestLog, Run, RunChunk
 from pipelines.records import (
@@ -25,8 +24,8 @@ from pipelines.records import (
     BatchBody,
     FailureSpool,
     Outcome,
+    Preparer,
     chunk_rows,
-    prepared_records,
 )
 from pipelines.retries import Aborted, Attempt, Target, failure_reason, send_with_retries
 
@@ -110,7 +109,7 @@ class BatchSender:
         session: OutboundSession,
         target: Target,
         split: bool,
-        schema: CompiledSchema,
+        prepare: Preparer,
         abort: threading.Event,
         recorder: RequestRecorder,
     ) -> None:
@@ -118,23 +117,19 @@ class BatchSender:
         self.session = session
         self.target = target
         self.split = split
-        self.schema = schema
+        self.prepare = prepare
         self.abort = abort
         self.recorder = recorder
-        self.mapping = tuple(run.mapping.items())
 
     def deliver(self, chunk: RunChunk) -> Outcome:
         outcome = Outcome(failures=FailureSpool())
         body = BatchBody()
         try:
-            records = prepared_records(
-                chunk_rows(self.run, chunk),
-                mapping=self.mapping,
-                schema=self.schema,
-                failures=outcome.failures,
-            )
-            for sequence, raw in records:
-                body.add(sequence, raw)
+            # In a transaction, the server-side cursor streams rows while we map them; in
+            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
+            with transaction.atomic():
+                for sequence, raw in self.prepare(chunk_rows(self.run, chunk), outcome.failures):
+                    body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
         finally:
@@ -217,7 +212,7 @@ class SingleSender:
         run: Run,
         session: OutboundSession,
         target: Target,
-        schema: CompiledSchema,
+        prepare: Preparer,
         abort: threading.Event,
         recorder: RequestRecorder,
         pool: ThreadPoolExecutor,
@@ -226,21 +221,15 @@ class SingleSender:
         self.run = run
         self.session = session
         self.target = target
-        self.schema = schema
+        self.prepare = prepare
         self.abort = abort
         self.recorder = recorder
         self.pool = pool
         self.concurrency = concurrency
-        self.mapping = tuple(run.mapping.items())
 
     def deliver(self, chunk: RunChunk) -> Outcome:
         outcome = Outcome(failures=FailureSpool())
-        records = prepared_records(
-            chunk_rows(self.run, chunk),
-            mapping=self.mapping,
-            schema=self.schema,
-            failures=outcome.failures,
-        )
+        records = self.prepare(chunk_rows(self.run, chunk), outcome.failures)
         # In groups, so that memory stays bounded even for a chunk planned in batch mode
         # (the destination's write mode changed during the run).
         while group := list(itertools.islice(records, VALIDATION_GROUP)):

@@ -341,3 +341,41 @@ def test_records_posted_to_the_ingest_url_reach_the_sink_exactly(org_a, sink, wo
     assert (run.state, run.records_delivered) == (RunState.SUCCEEDED, 50)
     (request,) = sink.received
     assert request.body == json.dumps(_expected(range(1, 51)), separators=(",", ":")).encode()
+
+
+def test_statically_safe_pipeline_sends_the_same_bytes_as_the_validating_path(org_a, sink, worker):
+    from connectors.schema import compile_schema
+    from pipelines.models import RunChunk
+    from pipelines.records import FailureSpool, chunk_rows, validated_records
+
+    source = make_source(org_a, count=50)
+    odd = [
+        {"id": 51, "email": 'é \u2028 "quoted" \\ \n\t\u0001', "amount": 1.10, "note": "x"},
+        {"id": 52, "email": "b@example.com", "amount": 12345678901234567890, "note": None},
+        {"id": 53, "email": "c@example.com", "amount": 1e-7},
+        {"id": 54, "email": "d@example.com", "amount": -0.0, "note": "🙂"},
+    ]
+    ingest(source, odd)
+    destination = make_destination(org_a, sink.url, batch_size=20)
+    pipeline = make_pipeline(org_a, source, destination)
+
+    run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
+
+    assert run.state == RunState.SUCCEEDED
+    schema = compile_schema(fields=destination.field_specs())
+    expected = []
+    for chunk in RunChunk.objects.filter(run=run).order_by("index"):
+        records = validated_records(
+            chunk_rows(run, chunk),
+            mapping=tuple(run.mapping.items()),
+            schema=schema,
+            failures=FailureSpool(),
+        )
+        expected.append(b"[" + b",".join(raw for _, raw in records) + b"]")
+    assert [request.body for request in sink.received] == expected
+    assert sink.records()[-4:] == [
+        {"id": 51, "email": odd[0]["email"], "total": 1.1},
+        {"id": 52, "email": "b@example.com", "total": 12345678901234567890},
+        {"id": 53, "email": "c@example.com", "total": 1e-7},
+        {"id": 54, "email": "d@example.com", "total": -0.0},
+    ]

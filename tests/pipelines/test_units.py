@@ -7,10 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.schema import FieldSpec
+from connectors.schema import FieldSpec, compile_schema
 from pipelines.cron import InvalidSchedule, check_schedule, next_fire_time
 from pipelines.delivery import final_state
-from pipelines.mapping import default_mapping, is_compatible, map_record, mapping_errors
+from pipelines.mapping import (
+    default_mapping,
+    is_compatible,
+    is_statically_safe,
+    map_record,
+    mapping_errors,
+)
 from pipelines.records import BatchBody
 from pipelines.retries import retry_delay
 
@@ -131,3 +137,63 @@ def test_a_body_part_reads_in_small_pieces_and_seeks_like_a_file(body):
     assert part.tell() == length
     part.seek(0)
     assert part.read() == b'[{"id":2},{"id":3},{"id":4}]'
+
+
+# --- statically safe pipelines: per-record validation can be skipped ----------------------
+
+VALID_VALUES = {
+    "string": ["", 'é \u2028 " \\ \n'],
+    "integer": [0, -7, 2**63 - 1],
+    "number": [1.5, 3, -0.0],
+    "boolean": [True, False],
+    "date": ["2024-02-29"],
+    "datetime": ["2024-02-29T10:00:00+02:00"],
+    "json": [{"a": [1, None]}, [], "x", 12345678901234567890123],
+}
+
+
+def _valid_source_records(source_type: str, nullable: bool) -> list[dict]:
+    records = [{"f": value} for value in VALID_VALUES[source_type]]
+    return records + ([{"f": None}, {}] if nullable else [])
+
+
+@pytest.mark.parametrize("source_type", TYPES)
+@pytest.mark.parametrize("destination_type", TYPES)
+@pytest.mark.parametrize("source_nullable", [False, True])
+@pytest.mark.parametrize("destination_nullable", [False, True])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_statically_safe_pipeline_maps_every_valid_source_record_to_a_valid_destination_one(
+    source_type, destination_type, source_nullable, destination_nullable, mapped
+):
+    source_fields = [FieldSpec("f", source_type, source_nullable)]
+    destination_fields = [FieldSpec("g", destination_type, destination_nullable)]
+    mapping = {"g": "f"} if mapped else {}
+    records = _valid_source_records(source_type, source_nullable)
+    assert compile_schema(fields=source_fields).validate_python(records) == []
+
+    safe = is_statically_safe(
+        mapping=mapping, source_fields=source_fields, destination_fields=destination_fields
+    )
+
+    if safe:
+        mapped_records = [map_record(record, mapping.items()) for record in records]
+        assert compile_schema(fields=destination_fields).validate_python(mapped_records) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "mapping"),
+    [
+        (("f", "string", False), ("g", "integer", False), {"g": "f"}),  # incompatible
+        (("f", "number", False), ("g", "integer", False), {"g": "f"}),  # narrowing
+        (("f", "integer", True), ("g", "integer", False), {"g": "f"}),  # may be missing
+        (("f", "integer", False), ("g", "integer", False), {}),  # required, unmapped
+        (("f", "integer", False), ("g", "integer", True), {"g": "f", "h": "f"}),  # unknown
+        (("f", "integer", False), ("g", "integer", True), {"g": "nope"}),  # no such source
+    ],
+)
+def test_a_pipeline_whose_records_could_break_the_destination_is_not_statically_safe(
+    source, destination, mapping
+):
+    assert not is_statically_safe(
+        mapping=mapping, source_fields=[source], destination_fields=[destination]
+    )
