@@ -225,30 +225,38 @@ def _plan(run: Run, token: uuid.UUID) -> None:
         size = destination.batch_size
     else:
         size = settings.DELIVERY_SINGLE_CHUNK_RECORDS
+    ends, total = _chunk_ends(run, size)
     chunks: list[RunChunk] = []
-    total = 0
     lower = run.sequence_from
-    count = 0
-    sequences = (
-        run_selection(run)
-        .order_by("sequence")
-        .values_list("sequence", flat=True)
-        .iterator(chunk_size=10_000)
-    )
-    for sequence in sequences:
-        total += 1
-        count += 1
-        if count == size:
-            chunks.append(_chunk(run, len(chunks), lower, sequence, count))
-            lower, count = sequence, 0
-    if count:
-        chunks.append(_chunk(run, len(chunks), lower, run.sequence_to, count))
+    for upper in ends:
+        chunks.append(_chunk(run, len(chunks), lower, upper, size))
+        lower = upper
+    if total % size:
+        chunks.append(_chunk(run, len(chunks), lower, run.sequence_to, total % size))
     with transaction.atomic():
         locked = _locked_if_ours(run.id, token)
         if locked is None or locked.planned_at is not None:
             return
         RunChunk.objects.bulk_create(chunks, batch_size=1000)
         Run.objects.filter(pk=run.id).update(records_total=total, planned_at=timezone.now())
+
+
+def _chunk_ends(run: Run, size: int) -> tuple[list[int], int]:
+    """The sequence of every ``size``-th record of the run in order, and the run's record
+    count, from one statement (so they agree) computed by the database: iterating a
+    million sequences in Python took seconds."""
+    sql, params = run_selection(run).values("sequence").query.sql_with_params()
+    # The ORM's own SQL for the selection, its values kept as parameters.
+    query = (
+        "SELECT sequence, n, total FROM (SELECT sequence, "  # noqa: S608
+        "ROW_NUMBER() OVER (ORDER BY sequence) AS n, COUNT(*) OVER () AS total "
+        f"FROM ({sql}) selection) numbered WHERE n %% %s = 0 OR n = total ORDER BY sequence"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [*params, size])
+        rows = cursor.fetchall()
+    total = rows[-1][2] if rows else 0
+    return [sequence for sequence, n, _ in rows if n % size == 0], total
 
 
 def _chunk(run: Run, index: int, lower: int, upper: int, count: int) -> RunChunk:
