@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from rest_framework.request import Request
@@ -205,3 +206,32 @@ def test_the_api_works_under_enforcement_and_lists_only_own_rows(two_tenants, ap
     body = response.json()
     assert [c["name"] for c in body["results"]] == ["orders A"]
     assert ApiToken.objects.count() == 2  # the test's connection is trusted again
+
+
+@pytest.mark.django_db
+def test_a_failing_view_still_gives_the_connection_back_unconfined(two_tenants, owner, org_a):
+    def broken_view(request):
+        assert _raw("SELECT current_user")[0][0] == settings.DATABASE_TENANT_ROLE
+        raise RuntimeError("the view failed")
+
+    request = RequestFactory().get("/connectors/")
+    request.user, request.organization = owner, org_a
+    with pytest.raises(RuntimeError):
+        RowLevelSecurityMiddleware(broken_view)(request)
+    assert context.current_scope() is None
+    assert _raw("SELECT count(*) FROM connectors_connector") == [(2,)]
+
+
+@pytest.mark.django_db
+def test_the_command_reapplies_and_checks_the_policies(two_tenants):
+    from django.core.management import call_command
+
+    # The fixtures' foreign-key checks are deferred to the test's commit; ALTER TABLE (which
+    # the command runs) refuses tables with pending checks, so run them now.
+    _raw("SET CONSTRAINTS ALL IMMEDIATE")
+    table = Connector._meta.db_table
+    _raw(f"DROP POLICY osmos_tenant_isolation ON {table}")
+    with pytest.raises(CommandError, match=table):
+        call_command("apply_row_level_security", "--check")
+    call_command("apply_row_level_security")
+    assert tables_without_policy() == []
