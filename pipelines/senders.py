@@ -25,7 +25,7 @@ from pipelines.records import (
     FailureSpool,
     Outcome,
     Preparer,
-    chunk_rows,
+    chunk_texts,
 )
 from pipelines.retries import Aborted, Attempt, Target, failure_reason, send_with_retries
 
@@ -128,7 +128,7 @@ class BatchSender:
             # In a transaction, the server-side cursor streams rows while we map them; in
             # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
             with transaction.atomic():
-                for sequence, raw in self.prepare(chunk_rows(self.run, chunk), outcome.failures):
+                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), outcome.failures):
                     body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
@@ -229,7 +229,7 @@ class SingleSender:
 
     def deliver(self, chunk: RunChunk) -> Outcome:
         outcome = Outcome(failures=FailureSpool())
-        records = self.prepare(chunk_rows(self.run, chunk), outcome.failures)
+        records = self.prepare(chunk_texts(self.run, chunk), outcome.failures)
         # In groups, so that memory stays bounded even for a chunk planned in batch mode
         # (the destination's write mode changed during the run).
         while group := list(itertools.islice(records, VALIDATION_GROUP)):

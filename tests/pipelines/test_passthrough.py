@@ -1,0 +1,74 @@
+"""A pipeline that copies every source field to its namesake sends each stored record as
+stored: same JSON values as the mapping path would send, without decoding a record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors.schema import FieldSpec, compile_schema
+from connectors.services import connector_create
+from pipelines.models import RunState
+from pipelines.records import FailureSpool, record_preparer
+from pipelines.services import run_create
+from tests.pipelines.conftest import (
+    SOURCE_SCHEMA,
+    ingest,
+    make_pipeline,
+    make_records,
+    make_source,
+    wait_for_run,
+)
+
+ODD = [
+    {"id": 51, "email": 'é \u2028 "quoted" \\ \n\t\u0001', "amount": 1.10, "note": "x"},
+    {"id": 52, "email": "b@example.com", "amount": 12345678901234567890, "note": None},
+    {"id": 53, "email": "c@example.com", "amount": 1e-7},  # "note" missing: stays missing
+    {"id": 54, "email": "d@example.com", "amount": -0.0, "note": "🙂"},
+]
+FIELDS = [FieldSpec(f["name"], f["type"], f["nullable"]) for f in SOURCE_SCHEMA]
+
+
+def mirror_destination(organization, url: str, **options):
+    return connector_create(
+        organization=organization,
+        name="Mirror",
+        direction="destination",
+        fields=SOURCE_SCHEMA,
+        destination={"url": url, "write_mode": "batch", "batch_size": 20, **options},
+    ).connector
+
+
+@pytest.mark.parametrize("write_mode", ["batch", "single"])
+def test_an_identity_pipeline_delivers_every_stored_value_exactly(org_a, sink, worker, write_mode):
+    source = make_source(org_a, count=50)
+    ingest(source, ODD)
+    destination = mirror_destination(org_a, sink.url, write_mode=write_mode)
+    pipeline = make_pipeline(org_a, source, destination, mapping=None)
+    assert pipeline.mapping == {name: name for name in ("id", "email", "amount", "note")}
+
+    run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
+
+    assert (run.state, run.records_delivered, run.records_failed) == (RunState.SUCCEEDED, 54, 0)
+    received = sorted(sink.records(), key=lambda record: record["id"])
+    assert received == make_records(50) + ODD
+    assert "note" not in received[52]
+
+
+def test_only_a_mapping_onto_namesakes_of_every_source_field_skips_decoding():
+    schema = compile_schema(fields=FIELDS)
+    stored = [(7, '{"id": 7, "note": null, "email": "a@b.example", "amount": 1.0}')]
+    identity = {name: name for name, _, _ in FIELDS}
+    prepare = record_preparer(
+        mapping=identity, source_fields=FIELDS, destination_fields=FIELDS, schema=schema
+    )
+    assert list(prepare(iter(stored), FailureSpool())) == [(7, stored[0][1].encode())]
+
+    partial = {name: name for name in ("id", "email", "amount")}
+    nullable_note = [*FIELDS[:3], FieldSpec("note", "string", True)]
+    prepare = record_preparer(
+        mapping=partial, source_fields=FIELDS, destination_fields=nullable_note, schema=schema
+    )
+    ((_sequence, body),) = prepare(iter(stored), FailureSpool())
+    assert json.loads(body) == {"id": 7, "email": "a@b.example", "amount": 1.0}
