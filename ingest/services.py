@@ -300,10 +300,13 @@ def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResul
         "organization": source.connector.organization_id,
         "data": [record.decode() for record in records],
     }
+    # The lock wait limit rides in the same round trip (Django's psycopg cursors bind
+    # parameters client-side, which allows several statements in one execute).
+    lock_timeout = f"SET LOCAL lock_timeout = {_lock_timeout_ms()};"
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            _limit_lock_wait()
-            cursor.execute(sql, params)
+            cursor.execute(lock_timeout + sql, params)
+            cursor.nextset()  # past the SET's empty result, to the SELECT's row
             row = cursor.fetchone()
     except DataError as exc:  # the validator refuses what jsonb would; kept as a last guard
         message = f"the database refused a record: {str(exc).splitlines()[0]}"
@@ -322,9 +325,12 @@ def _deleted() -> IngestRefused:
 def _limit_lock_wait() -> None:
     """Give up waiting for the connector lock after ``INGEST_LOCK_TIMEOUT_SECONDS`` (503)."""
     if connection.vendor == "postgresql":
-        milliseconds = int(settings.INGEST_LOCK_TIMEOUT_SECONDS * 1000)
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
+            cursor.execute(f"SET LOCAL lock_timeout = {_lock_timeout_ms()}")
+
+
+def _lock_timeout_ms() -> int:
+    return int(settings.INGEST_LOCK_TIMEOUT_SECONDS * 1000)
 
 
 def _count_records(source: SourceSettings, count: int) -> None:

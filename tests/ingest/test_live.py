@@ -156,22 +156,23 @@ def test_concurrent_duplicates_with_one_key_store_the_records_once(url, source):
 
 
 @postgres_only
+# With a key a request takes the locking path; without, small requests take the one-statement
+# path: both must give up on the lock after INGEST_LOCK_TIMEOUT_SECONDS.
+@pytest.mark.parametrize("key", [{"Idempotency-Key": "k"}, {}], ids=["keyed", "one-statement"])
 def test_a_request_that_cannot_get_the_connector_lock_answers_503_and_stores_nothing(
-    url, source, settings
+    url, source, settings, key
 ):
     settings.INGEST_LOCK_TIMEOUT_SECONDS = 0.5
     body = as_array(make_records(3))
     with transaction.atomic():
         SourceSettings.objects.select_for_update().get(connector=source)  # a long writer
-        response = requests.post(
-            url, data=body, headers={**JSON, "Idempotency-Key": "k"}, timeout=30
-        )
+        response = requests.post(url, data=body, headers={**JSON, **key}, timeout=30)
     assert response.status_code == 503
     assert "nothing was stored" in response.json()["detail"]
     assert response.headers["Retry-After"]
     assert stored_ids(source) == []
     assert not IdempotencyKey.objects.exists()
-    retry = requests.post(url, data=body, headers={**JSON, "Idempotency-Key": "k"}, timeout=30)
+    retry = requests.post(url, data=body, headers={**JSON, **key}, timeout=30)
     assert retry.status_code == 200
     assert "Idempotent-Replayed" not in retry.headers
     assert stored_ids(source) == [0, 1, 2]
