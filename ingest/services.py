@@ -300,11 +300,14 @@ def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResul
         "organization": source.connector.organization_id,
         "data": [record.decode() for record in records],
     }
-    # The lock wait limit rides in the same round trip (Django's psycopg cursors bind
-    # parameters client-side, which allows several statements in one execute).
+    # One round trip, one transaction: Django's psycopg cursors bind parameters client-side
+    # and send several statements as one simple query, which PostgreSQL runs as a single
+    # implicit transaction in autocommit mode (the SET LOCAL included). So the connector's
+    # lock is held for the statement and the commit only, never across a round trip to
+    # this process.
     lock_timeout = f"SET LOCAL lock_timeout = {_lock_timeout_ms()};"
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(lock_timeout + sql, params)
             cursor.nextset()  # past the SET's empty result, to the SELECT's row
             row = cursor.fetchone()
