@@ -95,13 +95,7 @@ def test_the_api_never_answers_5xx_and_always_matches_its_schema(live_server, fu
             fuzz()
         except (Exception, BaseExceptionGroup) as failure:  # report every operation
             failures.append(f"{operation.label}: {failure}"[:3000])
-    unknown = [f for f in failures if not any(known in f for known in KNOWN_BUGS)]
-    assert not unknown, "\n\n".join(unknown)
-
-
-# Failures already reported, each reproduced by a strict xfail test below (which starts
-# passing, and so fails, once the bug is fixed: then remove the entry here).
-KNOWN_BUGS: dict[str, str] = {}
+    assert not failures, "\n\n".join(failures)
 
 
 def _operation(schema, method: str, path: str):
