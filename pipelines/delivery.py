@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +62,7 @@ from pipelines.records import (
 )
 from pipelines.retries import Target
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
+from pipelines.slots import destination_slot
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -343,6 +345,26 @@ def _release(run_id: uuid.UUID, token: uuid.UUID) -> None:
             transaction.on_commit(lambda: run_enqueue(run_id=run_id))
 
 
+def _wait_for_destination(run_id: uuid.UUID, token: uuid.UUID) -> None:
+    """Another run is sending to the destination: put this one back in the queue for later.
+
+    Queued, not running, because waiting is not a crash: the stale-run sweep (which counts
+    resumes) leaves a queued run alone. A run cancelled meanwhile is handed back at once,
+    to be settled.
+    """
+    from pipelines.services import run_enqueue  # services imports tasks imports this module
+
+    delay = settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS
+    with transaction.atomic():
+        requeued = Run.objects.filter(pk=run_id, lease_token=token, state=RunState.RUNNING).update(
+            lease_token=None, state=RunState.QUEUED, enqueued_at=timezone.now()
+        )
+        if requeued:
+            transaction.on_commit(lambda: run_enqueue(run_id=run_id, delay_seconds=delay))
+            return
+    _release(run_id, token)
+
+
 def run_execute(*, run_id: uuid.UUID) -> None:
     """Execute (or resume, or settle a cancelled) run; safe to call any number of times.
 
@@ -380,11 +402,16 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     target = Target.of(settings_row)
     recorder = RequestRecorder(run=run)
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
+    single = settings_row.write_mode == WriteMode.SINGLE
     with (
+        destination_slot(destination.pk) if single else nullcontext(True) as slot_taken,
         OutboundSession(pool_size=settings.DELIVERY_SINGLE_CONCURRENCY) as session,
         ThreadPoolExecutor(max_workers=settings.DELIVERY_SINGLE_CONCURRENCY) as pool,
     ):
-        if settings_row.write_mode == WriteMode.BATCH:
+        if not slot_taken:
+            _wait_for_destination(run.id, token)
+            return False
+        if not single:
             sender: BatchSender | SingleSender = BatchSender(
                 run=run,
                 session=session,

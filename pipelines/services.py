@@ -327,8 +327,9 @@ def run_cancel(*, run: Run) -> Run:
     return locked
 
 
-def run_enqueue(*, run_id: uuid.UUID) -> bool:
-    """Send the run's message to the broker and note when; False when the broker refused.
+def run_enqueue(*, run_id: uuid.UUID, delay_seconds: float = 0) -> bool:
+    """Send the run's message to the broker (after ``delay_seconds``) and note when; False
+    when the broker refused.
 
     Never raises for a broker failure: the run is in the database and the sweep in
     ``pipelines.scheduler`` sends it again.
@@ -336,7 +337,10 @@ def run_enqueue(*, run_id: uuid.UUID) -> bool:
     from pipelines.tasks import execute_run  # tasks imports this module
 
     try:
-        execute_run.send(str(run_id))
+        if delay_seconds > 0:
+            execute_run.send_with_options(args=(str(run_id),), delay=int(delay_seconds * 1000))
+        else:
+            execute_run.send(str(run_id))
     except Exception:  # any broker/client error: the sweep retries, the caller must not fail
         logger.warning("could not enqueue run %s; the sweep will retry", run_id, exc_info=True)
         return False
