@@ -13,7 +13,9 @@ How a run is executed (``run_execute``, called by the ``execute_run`` actor):
    against the destination schema (invalid records fail, unsent), and sent. Batch mode
    serializes the chunk into a spooled temporary file and sends it as one JSON array,
    bisecting on a permanent 4xx when ``split_failed_batches`` is on; single mode sends one
-   object per request over one keep-alive session with bounded concurrency.
+   object per request over one keep-alive session with bounded concurrency, holding the
+   destination's slot (``slots.py``) so that two runs never double it; a run that finds the
+   slot taken goes back to the queue for a while.
 4. **Confirm** the chunk in one transaction, under the run's row lock and only while the
    lease is still ours: its failure rows, its ``done`` state and the run's counters. So a
    confirmed chunk is never sent again, and an unconfirmed one is sent again after a crash
@@ -349,15 +351,17 @@ def _wait_for_destination(run_id: uuid.UUID, token: uuid.UUID) -> None:
     """Another run is sending to the destination: put this one back in the queue for later.
 
     Queued, not running, because waiting is not a crash: the stale-run sweep (which counts
-    resumes) leaves a queued run alone. A run cancelled meanwhile is handed back at once,
-    to be settled.
+    resumes) leaves a queued run alone. ``enqueued_at`` stays empty until the delayed
+    message is really sent (``run_enqueue`` stamps it), so a broker failure here is caught
+    by the never-enqueued sweep. A run cancelled meanwhile is handed back at once, to be
+    settled.
     """
     from pipelines.services import run_enqueue  # services imports tasks imports this module
 
     delay = settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS
     with transaction.atomic():
         requeued = Run.objects.filter(pk=run_id, lease_token=token, state=RunState.RUNNING).update(
-            lease_token=None, state=RunState.QUEUED, enqueued_at=timezone.now()
+            lease_token=None, state=RunState.QUEUED, enqueued_at=None
         )
         if requeued:
             transaction.on_commit(lambda: run_enqueue(run_id=run_id, delay_seconds=delay))
