@@ -108,6 +108,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "osmos.observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -307,11 +308,23 @@ INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
 # Django's own upload cap must not cut ingest bodies short; ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
+# --- Operations: request ids, logs, metrics (docs/operations.md) ---
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+# Take X-Request-ID from the request (a trusted proxy sets it) instead of making one.
+REQUEST_ID_TRUSTED = env_bool("REQUEST_ID_TRUSTED", env_bool("BEHIND_TLS_PROXY", False))
+# Empty: GET /metrics answers 404. Else it requires "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "osmos.observability.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # An ingest URL's path is its secret: request logs name paths (docs/reliability.md).
     "filters": {"redact_secrets": {"()": "osmos.redaction.RedactSecretsFilter"}},

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from osmos import errors
+from osmos.observability.metrics import metrics_view
 from osmos.tenancy.api import CurrentOrganizationView
 
 api_v1 = [
@@ -25,6 +26,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
     path("connectors/", include("connectors.urls")),
