@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("connectors.api_urls")),
     path("", include("ingest.api_urls")),
     path("", include("pipelines.api_urls")),
+    path("", include("osmos.notifications.api_urls")),
     path("organization/", CurrentOrganizationView.as_view(), name="api-organization"),
     # The schema and its docs page are public: they describe the API, not tenant data.
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
@@ -31,6 +32,7 @@ urlpatterns = [
     path("ingest/", include("ingest.urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
+    path("notifications/", include("osmos.notifications.urls")),
     path("", include("osmos.tenancy.urls")),
 ]
 
