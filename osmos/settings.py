@@ -318,6 +318,12 @@ if LOG_FORMAT not in ("plain", "json"):
 REQUEST_ID_TRUSTED = env_bool("REQUEST_ID_TRUSTED", env_bool("BEHIND_TLS_PROXY", False))
 # Empty: GET /metrics answers 404. Else it requires "Authorization: Bearer <METRICS_TOKEN>".
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Retention (pipelines/retention.py): what is older goes, in batches, from the scheduler.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
+RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=100)
+RETENTION_TICK_SECONDS = env_float("RETENTION_TICK_SECONDS", 5.0)
+# Refused ingest requests kept per source for the source debugger.
+INGEST_REJECTIONS_KEPT = env_int("INGEST_REJECTIONS_KEPT", 1000, minimum=10)
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
+    path("connectors/", include("ingest.page_urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("notifications/", include("osmos.notifications.urls")),
