@@ -324,6 +324,9 @@ RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=100)
 RETENTION_TICK_SECONDS = env_float("RETENTION_TICK_SECONDS", 5.0)
 # Refused ingest requests kept per source for the source debugger.
 INGEST_REJECTIONS_KEPT = env_int("INGEST_REJECTIONS_KEPT", 1000, minimum=10)
+# Record search (?match=): a bounded scan, newest first (ingest/search.py).
+RECORD_SEARCH_SECONDS = env_float("RECORD_SEARCH_SECONDS", 2.0)
+RECORD_SEARCH_STEP_ROWS = env_int("RECORD_SEARCH_STEP_ROWS", 50_000, minimum=100)
 
 LOGGING = {
     "version": 1,
