@@ -7,13 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from osmos import errors
-from osmos.tenancy.api import CurrentOrganizationView
+from osmos.tenancy import signin
+from pipelines.home import home
 
 api_v1 = [
     path("", include("connectors.api_urls")),
     path("", include("ingest.api_urls")),
     path("", include("pipelines.api_urls")),
-    path("organization/", CurrentOrganizationView.as_view(), name="api-organization"),
+    path("", include("osmos.tenancy.api_urls")),
     # The schema and its docs page are public: they describe the API, not tenant data.
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
     path(
@@ -24,11 +25,14 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The admin's sign-in answers 429 while throttled, like /login/ (osmos/tenancy/signin.py).
+    path("admin/login/", signin.guard(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
+    path("", home, name="home"),
     path("", include("osmos.tenancy.urls")),
 ]
 

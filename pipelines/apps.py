@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class PipelinesConfig(AppConfig):
     name = "pipelines"
+
+    def ready(self) -> None:
+        from osmos.tenancy.links import register_page
+        from pipelines.models import Pipeline, Run
+
+        # A link to a pipeline or run of another of the person's organizations offers a switch.
+        for name in ("detail", "edit", "delete"):
+            register_page(f"pipelines:{name}", model=Pipeline, kwarg="pipeline_id")
+        register_page("pipelines:run", model=Run, kwarg="run_id")
