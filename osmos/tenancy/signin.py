@@ -5,7 +5,7 @@ process shares the counts) under two keys:
 - the account *and* the client address: ``LOGIN_FAILURES_PER_USER`` free failures;
 - the client address alone: ``LOGIN_FAILURES_PER_ADDRESS`` free failures (password spraying).
 After the free failures each further failure doubles the wait before the next attempt
-(1 s, 2 s, 4 s … up to ``LOGIN_BACKOFF_MAX_SECONDS``). No key is the account alone: an
+(16 s, 32 s, 64 s … up to ``LOGIN_BACKOFF_MAX_SECONDS``). No key is the account alone: an
 attacker's failures from one address never slow the real person down at another address.
 
 The client address is ``REMOTE_ADDR``, or, with ``BEHIND_TLS_PROXY``, the address our own
@@ -71,7 +71,8 @@ def backoff_seconds(failures: int, free: int) -> float:
     over = failures - free
     if over < 0:
         return 0.0
-    return float(min(2**over, settings.LOGIN_BACKOFF_MAX_SECONDS))
+    # Starting at 16 s: a password guesser gets ~5 guesses a minute at first, ~1 an hour later.
+    return float(min(2 ** (over + 4), settings.LOGIN_BACKOFF_MAX_SECONDS))
 
 
 def retry_after(request, username: str) -> int:
