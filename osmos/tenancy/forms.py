@@ -99,7 +99,7 @@ class RoleForm(forms.Form):
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, label="Token name")
-    role = forms.ChoiceField(choices=TokenRole.choices, initial=TokenRole.MEMBER)
+    role = forms.ChoiceField(choices=TokenRole.choices, initial=TokenRole.MEMBER, required=False)
     expires_on = forms.DateField(
         required=False,
         label="Expires on (optional)",
@@ -112,6 +112,9 @@ class ApiTokenForm(forms.Form):
         self.fields["role"].choices = [
             (value, label) for value, label in TokenRole.choices if value in roles
         ]
+
+    def clean_role(self) -> str:
+        return self.cleaned_data.get("role") or TokenRole.MEMBER
 
     def expires_at(self) -> datetime | None:
         day = self.cleaned_data.get("expires_on")
