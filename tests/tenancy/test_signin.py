@@ -3,6 +3,8 @@ account and per real client address (behind a proxy), with backoff."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.test import Client
 
@@ -93,3 +95,30 @@ def test_the_login_field_says_email():
 def test_backoff_doubles_after_the_free_failures_up_to_the_cap(settings):
     settings.LOGIN_BACKOFF_MAX_SECONDS = 60
     assert [backoff_seconds(n, 5) for n in (4, 5, 6, 7, 20)] == [0.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_counts_live_in_the_shared_cache_redis_in_production(settings, owner):
+    """With CACHE_URL=redis://… every web process reads the same counts: here a second
+    cache connection (as another process would open) sees the first one's failures."""
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/7"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"signin-test-{uuid.uuid4().hex}"  # keys expire on their own; nothing to clean
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    for _ in range(5):
+        attempt(owner.email, "wrong", client_ip="127.0.0.1")
+    from django.core.cache.backends.redis import RedisCache
+
+    other_process = RedisCache(url, {"KEY_PREFIX": prefix})
+    counted = [k for k in other_process._cache.get_client().keys(f"{prefix}:*signin:account:*")]
+    assert counted
+    assert attempt(owner.email, "pw-" + owner.email, client_ip="127.0.0.1").status_code == 429
