@@ -86,12 +86,12 @@ def _member_or_404(request, membership_id) -> Membership:
 
 
 def _invitation_or_404(request, invitation_id) -> Invitation:
-    invitation = selectors.invitations_of(organization=request.organization).filter(
-        pk=invitation_id
+    invitation = (
+        selectors.invitations_of(organization=request.organization).filter(pk=invitation_id).first()
     )
-    if not invitation:
+    if invitation is None:
         raise Http404("No such invitation.")
-    return invitation[0]
+    return invitation
 
 
 @organization_required
