@@ -151,3 +151,19 @@ def test_an_invitation_loses_the_rights_its_inviter_lost(owner, admin, org_a, ma
     Membership.objects.filter(user=admin).update(role=Role.MEMBER)
     Client().post(link_in(mailoutbox[0]), {"password": PASSWORD})
     assert Membership.objects.get(user__email="new@x.example").role == Role.MEMBER
+
+
+def test_only_an_owner_invites_an_owner_or_handles_that_invitation(owner, admin, mailoutbox):
+    owner_api, admin_api = APIClient(), APIClient()
+    owner_api.force_login(owner)
+    admin_api.force_login(admin)
+    created = owner_api.post(
+        "/api/v1/invitations/", {"email": "co@x.example", "role": "owner"}, format="json"
+    )
+    assert created.status_code == 201
+    invitation_id = created.json()["id"]
+    assert admin_api.delete(f"/api/v1/invitations/{invitation_id}/").status_code == 403
+    assert admin_api.post(f"/api/v1/invitations/{invitation_id}/resend/").status_code == 403
+    assert len(mailoutbox) == 1
+    Client().post(link_in(mailoutbox[0]), {"password": PASSWORD})
+    assert Membership.objects.get(user__email="co@x.example").role == Role.OWNER

@@ -176,3 +176,11 @@ def test_person_without_organization_is_asked_to_create_one():
     assert response["Location"] == "/organizations/new/"
     client.post("/organizations/new/", {"name": "Lone Co"})
     assert Membership.objects.get(user=user).role == Role.OWNER
+
+
+def test_the_signup_form_cannot_flood_an_inbox(settings, mailoutbox):
+    settings.SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = 2
+    answers = [Client().post("/signup/", {"email": "victim@x.example"}) for _ in range(4)]
+    assert {a.status_code for a in answers} == {200}
+    assert all("Check your inbox" in a.content.decode() for a in answers)
+    assert len(mailoutbox) == 2
