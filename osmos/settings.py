@@ -164,11 +164,8 @@ DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.pos
 DATABASE_ROW_LEVEL_SECURITY = env_bool("DATABASE_ROW_LEVEL_SECURITY", True)
 DATABASE_TENANT_ROLE = env.str("DATABASE_TENANT_ROLE", default="osmos_tenant")
 
-# Shared cache (login throttling). Use redis://… in production so web processes share counts.
+# Shared cache (sign-in throttling). Use redis://… in production so web processes share counts.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
-LOGIN_FAILURES_PER_USER = env_int("LOGIN_FAILURES_PER_USER", 5, minimum=1)
-LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
-LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -349,3 +346,34 @@ LOGGING = {
 # Callables ``f(*, stop: threading.Event)`` that `manage.py run_embedded` runs in threads
 # beside the web server and worker (the scheduler and the stale-run sweep).
 EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]
+
+# Accounts and access (docs/security.md "Accounts, roles and sign-in"): e-mail, invitations,
+# sign-up links, sign-in throttling.
+# consolemail:// prints mails on the console (the embedded mode: `make run` shows them);
+# smtp+tls://user:password@host:587 in production.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="osmos <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+INVITATION_VALID_DAYS = 7
+ORGANIZATION_MAX_PENDING_INVITATIONS = env_int(
+    "ORGANIZATION_MAX_PENDING_INVITATIONS", 100, minimum=1
+)
+SIGNUP_LINK_VALID_SECONDS = env_int("SIGNUP_LINK_VALID_SECONDS", 24 * 3600, minimum=300)
+SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_MAILS_PER_ADDRESS_PER_HOUR", 3, minimum=1)
+AUTHENTICATION_BACKENDS = ["osmos.tenancy.signin.ThrottledModelBackend"]
+LOGIN_FAILURES_PER_USER = env_int("LOGIN_FAILURES_PER_USER", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+LOGIN_BACKOFF_MAX_SECONDS = env_int("LOGIN_BACKOFF_MAX_SECONDS", 900, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 3600, minimum=60)
+# The client's address behind BEHIND_TLS_PROXY: the TRUSTED_PROXY_COUNT-th entry from the
+# right of this header (each of our proxies appends the address it received from).
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+TRUSTED_PROXY_HEADER = env.str("TRUSTED_PROXY_HEADER", default="X-Forwarded-For")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
+MIDDLEWARE += ["osmos.tenancy.links.OtherOrganizationLinkMiddleware"]
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "MemberRoleEnum": "osmos.tenancy.models.Role",
+        "TokenRoleEnum": "osmos.tenancy.models.TokenRole",
+    }
+)

@@ -8,14 +8,15 @@ from rest_framework.permissions import AllowAny
 
 from osmos import errors
 from osmos.observability.metrics import metrics_view
-from osmos.tenancy.api import CurrentOrganizationView
+from osmos.tenancy import signin
+from pipelines.home import home
 
 api_v1 = [
     path("", include("connectors.api_urls")),
     path("", include("ingest.api_urls")),
     path("", include("pipelines.api_urls")),
     path("", include("osmos.notifications.api_urls")),
-    path("organization/", CurrentOrganizationView.as_view(), name="api-organization"),
+    path("", include("osmos.tenancy.api_urls")),
     # The schema and its docs page are public: they describe the API, not tenant data.
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
     path(
@@ -26,6 +27,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The admin's sign-in answers 429 while throttled, like /login/ (osmos/tenancy/signin.py).
+    path("admin/login/", signin.guard(admin.site.login)),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
@@ -34,6 +37,7 @@ urlpatterns = [
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("notifications/", include("osmos.notifications.urls")),
+    path("", home, name="home"),
     path("", include("osmos.tenancy.urls")),
 ]
 

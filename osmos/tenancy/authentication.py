@@ -7,7 +7,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from osmos.rls import context as rls
-from osmos.tenancy.models import Role
+from osmos.tenancy.models import MANAGER_ROLES
 from osmos.tenancy.services import api_token_authenticate
 
 
@@ -30,13 +30,17 @@ class TokenUser(AnonymousUser):
 
 
 class TokenMembership:
-    """What a token may do: it acts as an admin of its organization."""
+    """What a token may do: its effective role, min(token role, creator's current role)."""
 
     def __init__(self, token):
         self.organization = token.organization
-        self.role = Role.ADMIN
+        self.role = token.effective_role
         self.user = None
-        self.can_manage = True
+        self.token = token
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in MANAGER_ROLES
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -55,7 +59,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         with rls.trusted():  # the token names its organization: find it across all of them
             token = api_token_authenticate(secret=secret)
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
         rls.confine(organization_id=token.organization_id)
         request._request.membership = TokenMembership(token)
         request._request.organization = token.organization

@@ -1,40 +1,96 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm
 
-from osmos.tenancy.models import Role
+from osmos.tenancy.models import Role, TokenRole
 
 
-class SignupForm(forms.Form):
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
-    password = forms.CharField(
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    organization_name = forms.CharField(max_length=200, label="Organization name")
+class EmailAuthenticationForm(AuthenticationForm):
+    """Django's sign-in form; the username is the e-mail address."""
 
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].lower()
-        if get_user_model().objects.filter(username__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
-        return email
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        field = self.fields["username"]
+        field.label = "Email"
+        field.widget = forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
 
-    def clean(self):
-        cleaned = super().clean()
-        password = cleaned.get("password")
+    def clean_username(self) -> str:
+        return self.cleaned_data["username"].strip().lower()
+
+
+class NewPasswordMixin:
+    """A ``password`` field checked by the configured validators against ``email``."""
+
+    def check_password(self, email: str) -> None:
+        password = self.cleaned_data.get("password")
         if password:
-            user = get_user_model()(username=cleaned.get("email", ""), email=cleaned.get("email"))
+            user = get_user_model()(username=email, email=email)
             try:
                 password_validation.validate_password(password, user)
             except forms.ValidationError as error:
                 self.add_error("password", error)
+
+
+def _password_field() -> forms.CharField:
+    return forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+        max_length=4096,
+    )
+
+
+class SignupForm(forms.Form):
+    """Step one: the address. Whatever it is, the answer is "check your inbox"."""
+
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+
+
+class SignupFinishForm(NewPasswordMixin, forms.Form):
+    """Step two, from the mailed link: a password and the first organization."""
+
+    password = _password_field()
+    organization_name = forms.CharField(max_length=200, label="Organization name")
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        cleaned = super().clean()
+        self.check_password(self.email)
         return cleaned
 
 
-class MemberAddForm(forms.Form):
-    email = forms.EmailField()
+class InvitationSignupForm(NewPasswordMixin, forms.Form):
+    password = _password_field()
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        cleaned = super().clean()
+        self.check_password(self.email)
+        return cleaned
+
+
+def _role_choices(roles: list[str]) -> list[tuple[str, str]]:
+    return [(value, label) for value, label in Role.choices if value in roles]
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, roles: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = _role_choices(roles)
 
 
 class RoleForm(forms.Form):
@@ -43,6 +99,28 @@ class RoleForm(forms.Form):
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, label="Token name")
+    role = forms.ChoiceField(choices=TokenRole.choices, initial=TokenRole.MEMBER, required=False)
+    expires_on = forms.DateField(
+        required=False,
+        label="Expires on (optional)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The token stops working at the start of this day (UTC).",
+    )
+
+    def __init__(self, *args, roles: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [
+            (value, label) for value, label in TokenRole.choices if value in roles
+        ]
+
+    def clean_role(self) -> str:
+        return self.cleaned_data.get("role") or TokenRole.MEMBER
+
+    def expires_at(self) -> datetime | None:
+        day = self.cleaned_data.get("expires_on")
+        if day is None:
+            return None
+        return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 class OrganizationForm(forms.Form):

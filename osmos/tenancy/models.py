@@ -1,4 +1,4 @@
-"""Organizations, memberships and API tokens: who may see which tenant data.
+"""Organizations, memberships, invitations and API tokens: who may see which tenant data.
 
 Every tenant model inherits :class:`TenantModel`; its manager's ``for_organization`` is the
 one door to tenant rows on a request path.
@@ -13,6 +13,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -22,6 +23,20 @@ class Role(models.TextChoices):
 
 
 MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+# Higher is more power; a token's or invitation's role is capped by its creator's with min().
+ROLE_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def lesser_role(a: str, b: str) -> str:
+    """The less powerful of two roles."""
+    return a if ROLE_RANK[Role(a)] <= ROLE_RANK[Role(b)] else b
+
+
+class TokenRole(models.TextChoices):
+    """Roles a token can carry: never owner (a token never grants or takes ownership)."""
+
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
 
 
 class Organization(models.Model):
@@ -112,7 +127,10 @@ class ApiToken(TenantModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    # The token's own role; it acts with min(role, the creator's current role).
+    role = models.CharField(max_length=10, choices=TokenRole.choices, default=TokenRole.ADMIN)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -123,5 +141,56 @@ class ApiToken(TenantModel):
         return f"{self.name} ({self.organization})"
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+
+class Invitation(TenantModel):
+    """An e-mail address invited into an organization with a role.
+
+    The accept link carries a secret (stored hashed, like API tokens) and works once, until
+    ``expires_at``. Resending issues a new secret; the old link stops working.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    lookup = models.CharField(max_length=16, db_index=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization} ({self.role})"
+
+    @property
+    def is_pending(self) -> bool:
+        return (
+            self.accepted_at is None
+            and self.revoked_at is None
+            and self.expires_at > timezone.now()
+        )
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "pending" if self.expires_at > timezone.now() else "expired"

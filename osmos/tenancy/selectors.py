@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from osmos.tenancy.models import ApiToken, Membership, Organization
+from osmos.tenancy.models import ApiToken, Invitation, Membership, Organization, Role
 
 
 def memberships_of_user(*, user) -> QuerySet[Membership]:
@@ -42,3 +42,11 @@ def members_of(*, organization: Organization) -> QuerySet[Membership]:
 
 def api_tokens_of(*, organization: Organization) -> QuerySet[ApiToken]:
     return ApiToken.objects.for_organization(organization).select_related("created_by")
+
+
+def owner_count(*, organization: Organization) -> int:
+    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+
+
+def invitations_of(*, organization: Organization) -> QuerySet[Invitation]:
+    return Invitation.objects.for_organization(organization).select_related("invited_by")

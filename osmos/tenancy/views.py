@@ -1,25 +1,23 @@
-"""Pages for people: sign-up, the organization switcher, members and API tokens."""
+"""Pages for people: the organization switcher, members, invitations and API tokens.
+
+Sign-up, sign-in and passwords are in ``account_views.py``.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from osmos.tenancy import selectors, services
-from osmos.tenancy.forms import (
-    ApiTokenForm,
-    MemberAddForm,
-    OrganizationForm,
-    RoleForm,
-    SignupForm,
-)
+from osmos.tenancy import invitations, selectors, services
+from osmos.tenancy.forms import ApiTokenForm, InviteForm, OrganizationForm, RoleForm
 from osmos.tenancy.middleware import SESSION_KEY
-from osmos.tenancy.models import Membership
+from osmos.tenancy.models import Invitation, Membership, TokenRole
 
 
 def organization_required(view):
@@ -41,43 +39,9 @@ def require_manager(request) -> None:
         raise PermissionDenied("Only owners and admins can do this.")
 
 
-def signup(request):
-    if request.user.is_authenticated:
-        return redirect("home")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_signup(
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password"],
-                organization_name=form.cleaned_data["organization_name"],
-            )
-        except services.TenancyError as error:
-            form.add_error(None, str(error))
-        else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, "Welcome! Your organization is ready.")
-            return redirect("home")
-    return render(request, "tenancy/signup.html", {"form": form})
-
-
-@organization_required
-def home(request):
-    """The organization's start page: what exists, what to do next, the latest runs."""
-    # Imported here: the tenancy app sits below the product apps and must not need them to load.
-    from connectors.selectors import connector_list
-    from pipelines.selectors import pipeline_list, run_list
-
-    connectors = connector_list(organization=request.organization)
-    sources = connectors.filter(direction="source")
-    context = {
-        "source_count": sources.count(),
-        "active_source_count": sources.filter(source__state="active").count(),
-        "destination_count": connectors.filter(direction="destination").count(),
-        "pipeline_count": pipeline_list(organization=request.organization).count(),
-        "recent_runs": run_list(organization=request.organization).select_related("pipeline")[:8],
-    }
-    return render(request, "tenancy/home.html", context)
+def base_url(request) -> str:
+    """The absolute base of links we mail (``PUBLIC_BASE_URL``, else this request's)."""
+    return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
 
 
 @login_required
@@ -97,12 +61,18 @@ def organization_new(request):
 @login_required
 @require_POST
 def organization_switch(request):
+    """Act for another of the person's organizations; ``next`` (a path here) is where to go."""
     membership = selectors.membership_for(
         user=request.user, organization_id=request.POST.get("organization")
     )
     if membership is None:
         raise Http404("No such organization.")
     request.session[SESSION_KEY] = str(membership.organization_id)
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(next_url)
     return redirect("home")
 
 
@@ -115,28 +85,58 @@ def _member_or_404(request, membership_id) -> Membership:
     return membership
 
 
+def _invitation_or_404(request, invitation_id) -> Invitation:
+    invitation = (
+        selectors.invitations_of(organization=request.organization).filter(pk=invitation_id).first()
+    )
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
 @organization_required
 def members(request):
-    form = MemberAddForm(request.POST or None)
+    """The members and pending invitations; owners and admins invite here (POST)."""
+    roles = invitations.invitation_roles_for(request.membership)
+    form = InviteForm(request.POST or None, roles=roles)
     if request.method == "POST":
         require_manager(request)
         if form.is_valid():
             try:
-                services.member_add(
+                invitations.invitation_create(
                     organization=request.organization,
                     email=form.cleaned_data["email"],
                     role=form.cleaned_data["role"],
+                    actor=request.membership,
+                    invited_by=request.user,
+                    base_url=base_url(request),
                 )
+            except services.NotAllowed as error:
+                raise PermissionDenied(str(error)) from None
             except services.TenancyError as error:
                 form.add_error("email", str(error))
             else:
-                messages.success(request, f"{form.cleaned_data['email']} added.")
+                messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                 return redirect("members")
     return render(
         request,
         "tenancy/members.html",
-        {"form": form, "members": selectors.members_of(organization=request.organization)},
+        {
+            "form": form,
+            "members": selectors.members_of(organization=request.organization),
+            "invitations": invitations.pending_invitations(organization=request.organization)
+            .select_related("invited_by")
+            .order_by("email"),
+            "grantable_roles": services.grantable_roles(request.membership.role),
+            "owner_count": selectors.owner_count(organization=request.organization),
+        },
     )
+
+
+def _refused(request, error: services.TenancyError) -> None:
+    if isinstance(error, services.NotAllowed):
+        raise PermissionDenied(str(error))
+    messages.error(request, str(error))
 
 
 @organization_required
@@ -145,41 +145,97 @@ def member_role(request, membership_id: int):
     require_manager(request)
     membership = _member_or_404(request, membership_id)
     form = RoleForm(request.POST)
-    if form.is_valid():
-        try:
-            services.member_set_role(
-                membership=membership, role=form.cleaned_data["role"], acting=request.membership
-            )
-        except services.TenancyError as error:
-            messages.error(request, str(error))
-        else:
-            messages.success(request, f"{membership.user.email} is now {membership.role}.")
-    else:
+    if not form.is_valid():
         messages.error(request, "Choose a valid role.")
+        return redirect("members")
+    try:
+        membership = services.member_set_role(
+            membership=membership, role=form.cleaned_data["role"], actor=request.membership
+        )
+    except services.TenancyError as error:
+        _refused(request, error)
+    else:
+        messages.success(request, f"{membership.user.email} is now {membership.role}.")
+    return redirect("members")
+
+
+@organization_required
+@require_POST
+def member_remove(request, membership_id: int):
+    membership = _member_or_404(request, membership_id)
+    if membership.pk != request.membership.pk:
+        require_manager(request)
+    try:
+        services.member_remove(membership=membership, actor=request.membership)
+    except services.TenancyError as error:
+        _refused(request, error)
+        return redirect("members")
+    if membership.pk == request.membership.pk:
+        request.session.pop(SESSION_KEY, None)
+        messages.success(request, f"You left {request.organization.name}.")
+        return redirect("home")
+    messages.success(request, f"{membership.user.email} was removed.")
+    return redirect("members")
+
+
+@organization_required
+@require_POST
+def invitation_resend(request, invitation_id):
+    require_manager(request)
+    invitation = _invitation_or_404(request, invitation_id)
+    try:
+        invitations.invitation_resend(
+            invitation=invitation, actor=request.membership, base_url=base_url(request)
+        )
+    except services.TenancyError as error:
+        _refused(request, error)
+    else:
+        messages.success(request, f"Invitation sent again to {invitation.email}.")
+    return redirect("members")
+
+
+@organization_required
+@require_POST
+def invitation_revoke(request, invitation_id):
+    require_manager(request)
+    invitation = _invitation_or_404(request, invitation_id)
+    try:
+        invitations.invitation_revoke(invitation=invitation, actor=request.membership)
+    except services.TenancyError as error:
+        _refused(request, error)
+    else:
+        messages.success(request, f"Invitation of {invitation.email} revoked.")
     return redirect("members")
 
 
 @organization_required
 def api_tokens(request):
-    form = ApiTokenForm(request.POST or None)
+    roles = [r for r in services.grantable_roles(request.membership.role) if r in TokenRole.values]
+    form = ApiTokenForm(request.POST or None, roles=roles)
     issued = None
     if request.method == "POST":
         require_manager(request)
         if form.is_valid():
-            issued = services.api_token_create(
-                organization=request.organization,
-                name=form.cleaned_data["name"],
-                created_by=request.user,
-            )
-            form = ApiTokenForm()
+            try:
+                issued = services.api_token_create(
+                    organization=request.organization,
+                    name=form.cleaned_data["name"],
+                    role=form.cleaned_data["role"],
+                    expires_at=form.expires_at(),
+                    created_by=request.user,
+                    actor=request.membership,
+                )
+            except services.NotAllowed as error:
+                raise PermissionDenied(str(error)) from None
+            except services.TenancyError as error:
+                form.add_error(None, str(error))
+            else:
+                form = ApiTokenForm(roles=roles)
+    tokens = list(selectors.api_tokens_of(organization=request.organization))
+    for token in tokens:
+        token.effective_role = services.api_token_effective_role(token=token)
     return render(
-        request,
-        "tenancy/api_tokens.html",
-        {
-            "form": form,
-            "issued": issued,
-            "tokens": selectors.api_tokens_of(organization=request.organization),
-        },
+        request, "tenancy/api_tokens.html", {"form": form, "issued": issued, "tokens": tokens}
     )
 
 

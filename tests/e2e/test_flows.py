@@ -10,6 +10,7 @@ import re
 
 import pytest
 import requests
+from django.core import mail
 from playwright.sync_api import expect
 
 from connectors.services import connector_create
@@ -30,6 +31,11 @@ def orders(start: int, count: int) -> list[dict]:
     ]
 
 
+def mailed_link(path_pattern: str) -> str:
+    """The path of the link in the last mail sent (the live server shares this process)."""
+    return re.search(rf"https?://[^/\s]+({path_pattern})", mail.outbox[-1].body).group(1)
+
+
 def add_schema_field(page, name: str, type_: str, *, nullable: bool = False) -> None:
     """Fill the last row of the schema builder, adding a row first when it is taken."""
     names = page.locator("#schema-table input[name=field_name]")
@@ -43,12 +49,15 @@ def add_schema_field(page, name: str, type_: str, *, nullable: bool = False) -> 
 
 
 def test_sign_up_to_records_delivered_through_the_browser(page, sink, worker):
-    # Sign up: a new person and organization.
+    # Sign up: the address first, then the mailed link; a new person and organization.
     page.goto("/signup/")
     page.get_by_label("Email").fill("ada@shop.example")
+    page.get_by_role("button", name="Send me the link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    page.goto(mailed_link(r"/signup/\S+/"))
     page.get_by_label("Password").fill("correct-horse-battery-9")
     page.get_by_label("Organization name").fill("Ada's Shop")
-    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("button", name="Create my account").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Ada's Shop")
 
     # A source with a schema, through the wizard.
@@ -179,7 +188,7 @@ def test_failing_sink_run_shows_failed_records_csv_and_retry(page, sink, worker)
     user, pipeline = _failing_setup(sink.url)
     sink.reject_containing = "spam.example"
     page.goto("/login/")
-    page.get_by_label("Username").fill(user.email)
+    page.get_by_label("Email").fill(user.email)
     page.get_by_label("Password").fill("pw-" + user.email)
     page.get_by_role("button", name="Log in").click()
     page.goto(f"/pipelines/{pipeline.pk}/")
@@ -213,3 +222,45 @@ def test_failing_sink_run_shows_failed_records_csv_and_retry(page, sink, worker)
     run = eventually(lambda: Run.objects.filter(pipeline=pipeline, trigger="retry").first())
     assert run.records_failed == 0
     assert Pipeline.objects.filter(pk=pipeline.pk).exists()
+
+
+def test_invited_person_signs_up_from_the_link_and_runs_but_cannot_manage(
+    browser, live_server, page, sink, worker
+):
+    member_user, pipeline = _failing_setup(sink.url)
+    owner = make_user("boss@bolt.example")
+    Membership.objects.create(user=owner, organization=pipeline.organization, role=Role.OWNER)
+    member_user.delete()
+    sink.reject_containing = ""
+
+    # The owner invites a new person from the members page.
+    page.goto("/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill("pw-" + owner.email)
+    page.get_by_role("button", name="Log in").click()
+    page.goto("/members/")
+    page.get_by_label("Email").fill("newbie@bolt.example")
+    page.get_by_label("Role", exact=True).select_option("member")
+    page.get_by_role("button", name="Send invitation").click()
+    expect(page.get_by_text("Invitation sent to newbie@bolt.example")).to_be_visible()
+    link = mailed_link(r"/join/\S+/")
+
+    # The invitee, in another browser, signs up from the link and lands in Bolt Ltd.
+    context = browser.new_context(base_url=live_server.url)
+    invitee = context.new_page()
+    invitee.goto(link)
+    invitee.get_by_label("Password").fill("correct-horse-battery-9")
+    invitee.get_by_role("button", name="Create my account and join").click()
+    expect(invitee.get_by_role("heading", level=1)).to_have_text("Bolt Ltd")
+    assert Organization.objects.count() == 1
+
+    # A member sees and runs the pipeline, and is offered nothing to manage.
+    invitee.goto(f"/pipelines/{pipeline.pk}/")
+    expect(invitee.get_by_role("link", name="Edit")).to_have_count(0)
+    invitee.get_by_role("button", name="▶ Run now").click()
+    expect(invitee.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
+    invitee.goto("/pipelines/")
+    expect(invitee.get_by_role("link", name="+ New pipeline")).to_have_count(0)
+    invitee.goto("/members/")
+    expect(invitee.get_by_role("button", name="Send invitation")).to_have_count(0)
+    context.close()

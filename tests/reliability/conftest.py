@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from connectors.models import Connector
 from connectors.services import connector_create
 from ingest.services import records_ingest, source_save
 from osmos.notifications.models import Event, Notification
 from osmos.notifications.services import notify
-from osmos.tenancy.models import ApiToken, Membership
+from osmos.tenancy.models import ApiToken, Invitation, Membership
 from pipelines.models import Pipeline, RecordFailure, Run, RunState
 from pipelines.services import pipeline_create
 
@@ -41,6 +43,7 @@ class TenantWorld:
     api_token_secret: str
     membership: Membership
     notification: Notification
+    invitation: Invitation
 
     def names(self) -> list[str]:
         """Strings that identify these objects: none may appear in another tenant's pages."""
@@ -120,6 +123,14 @@ def build_world(organization, *, member_user, sink_url: str = "http://127.0.0.1:
         subject_id=run.pk,
         message="Pipeline “World pipeline”: a run partially failed",
     )
+    invitation = Invitation.objects.create(
+        organization=organization,
+        email="world-invitee@example.com",
+        role="member",
+        lookup="worldinv",
+        token_hash="0" * 64,
+        expires_at=timezone.now() + timedelta(days=7),
+    )
     return TenantWorld(
         source=source,
         ingest_token=issued.ingest_token,
@@ -131,6 +142,7 @@ def build_world(organization, *, member_user, sink_url: str = "http://127.0.0.1:
         api_token_secret=token.secret,
         membership=membership,
         notification=notification,
+        invitation=invitation,
     )
 
 

@@ -25,6 +25,10 @@ from tests.reliability.conftest import TenantWorld
 # Routes anyone may call (compared with the route text as built by ``_routes``).
 PUBLIC_ROUTES = {
     "signup/": "sign-up page",
+    "signup/<token>/": "authenticated by the signed link mailed to the address",
+    "join/<token>/": "authenticated by the secret invitation link (tested in tests/tenancy)",
+    "reset/<uidb64>/<token>/": "Django's password reset link (tested in tests/tenancy)",
+    "password_reset/": "asks for a reset link; answers the same for every address",
     "login/": "login page",
     "logout/": "logs the caller out (POST); answering it would end the sweep's session",
     "api/v1/schema/": "the OpenAPI schema describes the API, not tenant data",
@@ -111,6 +115,7 @@ def _values_for(route: Route, world: TenantWorld) -> list[dict[str, str]]:
         "members": [str(world.membership.pk)],
         "tokens": [str(world.api_token.pk)],
         "notifications": [str(world.notification.pk)],
+        "invitations": [str(world.invitation.pk)],
     }
     fillings: list[dict[str, str]] = [{}]
     for param, segment in zip(route.params, route.segments_before, strict=True):
@@ -164,6 +169,8 @@ def _unchanged(world: TenantWorld) -> None:
         assert fresh.name == obj.name
     world.api_token.refresh_from_db()
     assert world.api_token.revoked_at is None
+    world.invitation.refresh_from_db()
+    assert world.invitation.is_pending
     assert Membership.objects.get(pk=world.membership.pk).role == world.membership.role
     run = Run.objects.get(pk=world.run.pk)
     assert (run.state, run.retries.count()) == (world.run.state, 0)

@@ -72,6 +72,15 @@ def test_create_api_token_prints_a_working_token_on_its_last_line(org_a):
     assert ApiToken.objects.filter(organization=org_a, name="cli").count() == 1
 
 
+def test_create_api_token_takes_a_role(org_a):
+    out = io.StringIO()
+    call_command(
+        "create_api_token", org="org-a", name="ro", role="member", stdout=out, stderr=io.StringIO()
+    )
+    secret = out.getvalue().strip().splitlines()[-1]
+    assert api_token_authenticate(secret=secret).effective_role == "member"
+
+
 def test_create_api_token_for_unknown_org_fails_clearly():
     with pytest.raises(CommandError, match="No organization"):
         call_command("create_api_token", org="nope", name="cli")
