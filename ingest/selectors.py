@@ -7,6 +7,8 @@ why no record can commit later with a sequence ``<= upper``.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -86,3 +88,8 @@ def records_committed_through(*, organization: Organization, connector: Connecto
         .first()
     )
     return last or 0
+
+
+def records_count(*, connector_ids: Iterable[uuid.UUID]) -> int:
+    """How many records those connectors hold (for the admin's delete confirmation)."""
+    return Record.objects.filter(connector_id__in=list(connector_ids)).count()

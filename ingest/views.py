@@ -14,8 +14,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from connectors.selectors import source_for_ingest_token
-from ingest.body import IngestRefused
+from ingest.refusals import refusal_response
 from ingest.services import check_request_headers, records_ingest
+from osmos.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
         return response
     try:
         return _ingest(request, token)
-    except IngestRefused as refused:
-        return JsonResponse(refused.body(), status=refused.status)
+    except DomainError as refused:
+        return refusal_response(refused)
     except DatabaseError:
         # The transaction was rolled back: nothing of this request is stored, a retry is safe.
         logger.exception("ingest: database failure")

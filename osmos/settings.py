@@ -112,6 +112,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "osmos.error_pages.ApiPathMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "osmos.tenancy.middleware.OrganizationMiddleware",
@@ -325,3 +326,10 @@ LOGGING = {
 # Callables ``f(*, stop: threading.Event)`` that `manage.py run_embedded` runs in threads
 # beside the web server and worker (the scheduler and the stale-run sweep).
 EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]
+
+# --- Architecture: the API's error format ---
+# Every documented API error is an RFC 9457 problem (application/problem+json).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "osmos.api.document_problems",
+]
