@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "ingest",
     "pipelines",
     "osmos.rls",
+    "osmos",  # project-wide management commands (run_embedded) and static files
 ]
 
 MIDDLEWARE = [
@@ -188,7 +189,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"  # `collectstatic` target; WhiteNoise serves from it
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "osmos" / "static"]
 WHITENOISE_USE_FINDERS = True
 
 # Production hardening; all on automatically when DEBUG is off.
