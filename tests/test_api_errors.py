@@ -53,9 +53,7 @@ def test_validation_errors_keep_drf_field_keys_beside_the_problem_members(api_a)
     assert body["title"] == "Bad Request"
     assert body["status"] == 400
     assert body["name"] == ["A connector needs a name."]
-    assert {"index": 0, "field": "type", "message": body["schema"][0]["message"]} in body[
-        "schema"
-    ]
+    assert {"index": 0, "field": "type", "message": body["schema"][0]["message"]} in body["schema"]
 
 
 def test_authentication_and_permission_errors_are_problems_too(client, member_client):
