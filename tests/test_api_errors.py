@@ -7,7 +7,6 @@ from django.test import override_settings
 
 from osmos.api import field_errors
 from osmos.errors import InputError
-from tests.support.problems import problem
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +20,12 @@ def test_an_unknown_api_path_is_a_json_404_problem_in_every_mode(api_a, debug):
             response = api_a.get(path)
             assert response.status_code == 404, path
             assert response["Content-Type"] == PROBLEM
-            assert response.json() == problem(404, "Not found.")
+            assert response.json() == {
+                "type": "about:blank",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "Not found.",
+            }
 
 
 @pytest.mark.parametrize("debug", [False, True])

@@ -5,35 +5,25 @@ Named by what they hold; suites pick the one their assertions were written again
 
 from __future__ import annotations
 
+
+def _schema(*fields: tuple[str, str, bool]) -> list[dict]:
+    return [{"name": name, "type": type_, "nullable": nullable} for name, type_, nullable in fields]
+
+
 # A destination of people (connectors tests): a nullable integer and a datetime.
-CONTACTS = [
-    {"name": "email", "type": "string", "nullable": False},
-    {"name": "age", "type": "integer", "nullable": True},
-    {"name": "signed_up", "type": "datetime", "nullable": False},
-]
+CONTACTS = _schema(
+    ("email", "string", False), ("age", "integer", True), ("signed_up", "datetime", False)
+)
 # Orders with an optional amount (ingest tests).
-ORDERS = [
-    {"name": "id", "type": "integer", "nullable": False},
-    {"name": "email", "type": "string", "nullable": False},
-    {"name": "amount", "type": "number", "nullable": True},
-]
+ORDERS = _schema(("id", "integer", False), ("email", "string", False), ("amount", "number", True))
 # Orders whose amount is required (page tests).
-ORDERS_STRICT = [
-    {"name": "id", "type": "integer", "nullable": False},
-    {"name": "email", "type": "string", "nullable": False},
-    {"name": "amount", "type": "number", "nullable": False},
-]
+ORDERS_STRICT = _schema(
+    ("id", "integer", False), ("email", "string", False), ("amount", "number", False)
+)
 # A CRM destination: the amount arrives as "total" (page and pipeline tests).
-CRM = [
-    {"name": "id", "type": "integer", "nullable": False},
-    {"name": "email", "type": "string", "nullable": False},
-    {"name": "total", "type": "number", "nullable": False},
-]
+CRM = _schema(("id", "integer", False), ("email", "string", False), ("total", "number", False))
 # The smallest useful schema (reliability tests).
-IDS = [
-    {"name": "id", "type": "integer", "nullable": False},
-    {"name": "email", "type": "string", "nullable": False},
-]
+IDS = _schema(("id", "integer", False), ("email", "string", False))
 
 
 def order_records(count: int, *, start: int = 0) -> list[dict]:
