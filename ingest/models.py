@@ -14,7 +14,7 @@ class Record(TenantModel):
     Rows are written only by ingest: ``ingest.storage`` (binary COPY on PostgreSQL, batched
     INSERTs on SQLite) and, for small requests on PostgreSQL, the single statement of
     ``services._store_small``. They are deleted in SQL with their connector
-    (``services.records_delete``). ``data`` is ``jsonb``.
+    (``storage.records_delete``). ``data`` is ``jsonb``.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -22,7 +22,7 @@ class Record(TenantModel):
     # constraint, because every constraint is a per-row trigger during COPY (measured: the
     # two foreign-key checks cost ~40% of the insert time) and the connector's foreign key
     # already guarantees the row belongs somewhere (and deleting the connector deletes its
-    # records, see services.records_delete).
+    # records, see storage.records_delete).
     # No index either: every read goes through a connector (the (connector, sequence) index),
     # and maintaining an index on organization_id cost ~20% of the COPY time (measured).
     organization = models.ForeignKey(

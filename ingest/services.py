@@ -27,8 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, connection, router, transaction
-from django.db.models.deletion import Collector
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from connectors.models import Connector, SchemaField, SourceSettings, SourceState
@@ -418,22 +417,6 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
     cutoff = now - timedelta(seconds=settings.INGEST_IDEMPOTENCY_TTL_SECONDS)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
-
-
-def records_delete(*, connector: Connector) -> None:
-    """Delete the connector's records in SQL, without loading them into Python.
-
-    Called by ``connectors.services.connector_delete`` (through ``connectors.hooks``) inside its
-    transaction, before the connector row goes.
-    """
-    records = Record.objects.filter(connector=connector)
-    using = router.db_for_write(Record)
-    if Collector(using=using, origin=connector).can_fast_delete(records):
-        records._raw_delete(using)
-        return
-    # Some model points at records with cascades or signals: delete in bounded batches.
-    while batch := list(records.values_list("pk", flat=True)[:5000]):
-        Record.objects.filter(pk__in=batch).delete()
 
 
 # --- the sample gate ------------------------------------------------------------------------------
