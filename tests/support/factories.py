@@ -20,6 +20,8 @@ from rest_framework.test import APIClient
 from connectors.models import Connector
 from connectors.services import ConnectorWithToken, connector_create
 from ingest.services import records_ingest, source_save
+from osmos.notifications.models import Event, Notification
+from osmos.notifications.services import notify
 from osmos.tenancy.models import ApiToken, Membership, Organization, Role
 from osmos.tenancy.services import api_token_create
 from pipelines.models import Pipeline, RecordFailure, Run, RunState
@@ -151,6 +153,7 @@ class TenantWorld:
     api_token: ApiToken
     api_token_secret: str
     membership: Membership
+    notification: Notification
 
     def names(self) -> list[str]:
         """Strings that identify these objects: none may appear in another tenant's pages."""
@@ -169,7 +172,7 @@ class TenantWorld:
 def build_world(organization, *, member_user, sink_url: str = LOOPBACK_HOOK) -> TenantWorld:
     """One of each kind of tenant object in ``organization`` (an active source with 50
     records, a destination with a secret header, a pipeline, a run with one failure, an API
-    token, a membership)."""
+    token, a membership, a notification)."""
     issued = issue_source(organization, name="World source", schema=schemas.IDS)
     source = issued.connector
     ingest(source, schemas.id_records(50))
@@ -205,6 +208,13 @@ def build_world(organization, *, member_user, sink_url: str = LOOPBACK_HOOK) -> 
     )
     token = api_token_create(organization=organization, name="World token")
     membership = Membership.objects.get(user=member_user, organization=organization)
+    notification = notify(
+        organization_id=organization.pk,
+        event=Event.RUN_PARTIALLY_FAILED,
+        subject_type="run",
+        subject_id=run.pk,
+        message="Pipeline “World pipeline”: a run partially failed",
+    )
     return TenantWorld(
         source=source,
         ingest_token=issued.ingest_token,
@@ -215,6 +225,7 @@ def build_world(organization, *, member_user, sink_url: str = LOOPBACK_HOOK) -> 
         api_token=token.token,
         api_token_secret=token.secret,
         membership=membership,
+        notification=notification,
     )
 
 
