@@ -109,7 +109,7 @@ def _schedule_fields(schedule: Mapping[str, Any] | None) -> tuple[str, str]:
         cron.check_schedule(cron=cron_expr, timezone=zone)
     except cron.InvalidSchedule as exc:
         raise ValidationError({"schedule": [f"{exc.field}: {exc.message}"]}) from None
-    return cron_expr.strip(), zone
+    return cron.normalize_cron(cron_expr), zone
 
 
 def _next_run_at(pipeline: Pipeline, *, now: datetime | None = None) -> datetime | None:

@@ -314,3 +314,26 @@ def test_malformed_ids_are_404_not_500(owner_page):
     assert owner_page.get("/pipelines/nope/").status_code == 404
     assert owner_page.get("/pipelines/runs/nope/").status_code == 404
     assert owner_page.post("/pipelines/runs/nope/retry/").status_code == 404
+
+
+def test_a_schedule_that_never_runs_is_explained_in_the_preview_and_on_create(
+    owner_page, org_a, ends
+):
+    source, destination = ends
+    impossible = builder_post(source, destination, schedule="custom", cron="0 7 31 2 *")
+    preview = owner_page.get("/pipelines/builder-preview/", impossible)
+    assert preview.status_code == 200
+    assert "never runs" in body(preview)
+    created = owner_page.post("/pipelines/new/", impossible)
+    assert created.status_code == 400
+    assert "never runs" in body(created)
+    assert not Pipeline.objects.filter(organization=org_a).exists()
+
+
+def test_a_cron_shorthand_is_accepted_and_stored_as_five_fields(owner_page, org_a, ends):
+    source, destination = ends
+    response = owner_page.post(
+        "/pipelines/new/", builder_post(source, destination, schedule="custom", cron="@daily")
+    )
+    assert response.status_code == 302
+    assert Pipeline.objects.get(organization=org_a).schedule_cron == "0 0 * * *"

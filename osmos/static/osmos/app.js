@@ -19,6 +19,30 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  // Time-zone pickers: the browser's own zone first in the list, one click to use it, and
+  // filled in for a new pipeline.
+  document.querySelectorAll("[data-zone-picker]").forEach(function (input) {
+    var zone;
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+    var list = input.list;
+    if (!zone || !list || !list.querySelector('option[value="' + zone + '"]')) return;
+    var first = document.createElement("option");
+    first.value = zone;
+    first.label = zone + " (this browser)";
+    list.insertBefore(first, list.firstChild);
+    var hint = input.parentElement.querySelector("[data-zone-hint]");
+    if (hint) {
+      var use = hint.querySelector("[data-use-zone]");
+      use.textContent = zone;
+      use.addEventListener("click", function () {
+        input.value = zone;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+      });
+      hint.hidden = false;
+    }
+    if (input.hasAttribute("data-zone-prefill") && input.value === "UTC") input.value = zone;
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (button) copyFrom(button);
