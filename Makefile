@@ -31,6 +31,10 @@ test: $(STAMP)
 	@# exit 5 = no test collected (e.g. a filtered run): not a failure
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+## Only the slow fault-injection tests (real processes, outages): pytest -m reliability.
+test-reliability: $(STAMP)
+	$(VENV)/bin/pytest -m reliability $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from connectors import hooks
 from connectors.models import (
     MAX_BATCH_SIZE,
     Connector,
@@ -29,7 +30,6 @@ from connectors.models import (
     WriteMode,
 )
 from connectors.services import (
-    ConnectorError,
     ConnectorInUse,
     connector_delete,
     connector_update,
@@ -37,6 +37,8 @@ from connectors.services import (
     validate_connector_changes,
 )
 from connectors.validation import MAX_TIMEOUT_SECONDS
+from osmos.errors import InvalidInput
+from osmos.forms import attach_input_errors
 
 # Destination settings edited on the connector's own form (headers are shown, not edited:
 # their values are secrets the admin only ever sees masked).
@@ -90,10 +92,8 @@ class ConnectorAdminForm(forms.ModelForm):
                 name=cleaned.get("name"),
                 destination=self.destination_changes(),
             )
-        except ConnectorError as exc:
-            for error in exc.errors:
-                key = error.field.removeprefix("destination.")
-                self.add_error(key if key in self.fields else None, error.message)
+        except InvalidInput as exc:
+            attach_input_errors(self, exc.errors)
         return cleaned
 
 
@@ -196,15 +196,13 @@ class ConnectorAdmin(admin.ModelAdmin):
         Django's default lists every related row; here: the connectors, counts, and the
         pipelines that protect them.
         """
-        from ingest.models import Record  # ingest depends on connectors, not the reverse
-
         connectors = list(objs)
         ids = [c.pk for c in connectors]
         deleted = [f"Connector: {c} ({c.organization})" for c in connectors]
         counts = {
             "connectors": len(connectors),
             "schema fields": SchemaField.objects.filter(connector_id__in=ids).count(),
-            "records": Record.objects.filter(connector_id__in=ids).count(),
+            "records": hooks.records_count(connector_ids=ids),
         }
         protected = [
             f"Pipeline “{name}” uses connector “{c}”"

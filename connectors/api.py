@@ -3,9 +3,10 @@
 The views are thin: the services validate every value and write; this module checks only the
 shape of the request (a JSON object with known keys) and renders connectors and errors.
 
-Validation errors are ``400`` with DRF's field-keyed format plus a ``detail``::
+Errors are RFC 9457 problem documents rendered by ``osmos.api.exception_handler`` from the
+services' ``InvalidInput``, with DRF's field keys beside ``detail``::
 
-    {"detail": "...",
+    {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "...",
      "name": ["A connector named “Orders” already exists in this organization."],
      "schema": [{"index": 2, "field": "type", "message": "type must be one of ..."}],
      "destination": {"url": ["localhost resolves to 127.0.0.1, a loopback address."],
@@ -17,70 +18,39 @@ Validation errors are ``400`` with DRF's field-keyed format plus a ``detail``::
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from connectors import api_docs
 from connectors.models import Connector, Direction
-from connectors.selectors import connector_get, connector_list
+from connectors.selectors import connector_get, connector_list, with_schema_and_settings
 from connectors.serializers import ConnectorSerializer
 from connectors.services import (
-    ConnectorError,
-    ConnectorInUse,
     ConnectorWithToken,
-    InputError,
     connector_create,
     connector_delete,
     connector_duplicate,
     connector_update,
     source_rotate_token,
 )
-from connectors.validation import (
-    DIRECTION_IMMUTABLE_MESSAGE,
-    SCHEMA_IMMUTABLE_MESSAGE,
-    raise_if_any,
-)
-from osmos.api import TenantScopedViewSet, json_error
+from connectors.validation import DIRECTION_IMMUTABLE_MESSAGE, SCHEMA_IMMUTABLE_MESSAGE
+from osmos.api import TenantScopedViewSet
+from osmos.errors import InputError, InvalidInput, raise_if_any
 
-# --- errors -------------------------------------------------------------------------------------
-
-# Inputs that are lists: their errors say which item (index) and which key of it (field).
-_ITEMIZED_FIELDS = frozenset({"schema", "destination.headers"})
-# Fields whose value is an object: an error about the object as a whole is keyed
-# ``non_field_errors`` inside it (as DRF does for nested serializers), so the field's errors
-# are always an object.
-_OBJECT_FIELDS = frozenset({"destination"})
-
-
-def errors_response(errors: Sequence[InputError]) -> Response:
-    """``400`` in DRF's field-keyed format (see the module docstring), with a ``detail``."""
-    body: dict[str, Any] = {}
-    for error in errors:
-        top, _, sub = error.field.partition(".")
-        if top in _OBJECT_FIELDS and not sub:
-            sub = "non_field_errors"
-        container = body.setdefault(top, {}) if sub else body
-        if not isinstance(container, dict):  # a whole-object error is already there
-            container = {}
-        if error.field in _ITEMIZED_FIELDS:
-            item: Any = {"index": error.index, "field": error.key, "message": error.message}
-        else:
-            item = error.message
-        container.setdefault(sub or top, []).append(item)
-    detail = errors[0].message if len(errors) == 1 else "Invalid input; see the errors by field."
-    return Response({"detail": detail, **body}, status=status.HTTP_400_BAD_REQUEST)
+# Inputs that are lists (their errors say which item) and objects (an error about the whole
+# object is its non_field_errors): see osmos.api.field_errors.
+INPUT_LISTS = ("schema", "destination.headers")
+INPUT_OBJECTS = ("destination",)
 
 
 def _json_object(data: Any) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
-        raise ConnectorError([InputError(field="non_field_errors", message=_NOT_AN_OBJECT)])
+        raise InvalidInput([InputError(field="non_field_errors", message=_NOT_AN_OBJECT)])
     return data
 
 
@@ -111,22 +81,14 @@ def _present_or_invalid(body: Mapping[str, Any], key: str) -> Any:
 class ConnectorViewSet(TenantScopedViewSet):
     """Connectors of the caller's organization. Owners, admins and tokens write; members read."""
 
+    model = Connector
     serializer_class = ConnectorSerializer
     parser_classes = [JSONParser]
+    input_lists = INPUT_LISTS
+    input_objects = INPUT_OBJECTS
 
-    def scoped_queryset(self, organization):
-        return connector_list(organization=organization)
-
-    def get_object(self) -> Connector:
-        try:
-            connector_id = uuid.UUID(str(self.kwargs["pk"]))
-        except ValueError:
-            raise NotFound() from None
-        connector = self.get_queryset().filter(pk=connector_id).first()
-        if connector is None:
-            raise NotFound()
-        self.check_object_permissions(self.request, connector)
-        return connector
+    def safely_get_queryset(self, queryset):
+        return with_schema_and_settings(queryset)
 
     def _render(self, connector: Connector, *, code: int = 200, token: str | None = None):
         # Re-read so the response shows what is stored (schema order, masked headers).
@@ -141,7 +103,7 @@ class ConnectorViewSet(TenantScopedViewSet):
         direction = request.query_params.get("direction")
         if direction is not None and direction not in Direction.values:
             message = f"Must be one of {', '.join(Direction.values)}."
-            return errors_response([InputError(field="direction", message=message)])
+            raise InvalidInput([InputError(field="direction", message=message)])
         connectors = connector_list(
             organization=self.organization,
             direction=direction,
@@ -155,60 +117,45 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     @api_docs.create_docs
     def create(self, request):
-        try:
-            body = _json_object(request.data)
-            raise_if_any(_unknown_key_errors(body, ("name", "direction", "schema", "destination")))
-            result = connector_create(
-                organization=self.organization,
-                name=body.get("name"),
-                direction=body.get("direction"),
-                fields=body.get("schema"),
-                destination=body.get("destination"),
-            )
-        except ConnectorError as exc:
-            return errors_response(exc.errors)
+        body = _json_object(request.data)
+        raise_if_any(_unknown_key_errors(body, ("name", "direction", "schema", "destination")))
+        result = connector_create(
+            organization=self.organization,
+            name=body.get("name"),
+            direction=body.get("direction"),
+            fields=body.get("schema"),
+            destination=body.get("destination"),
+        )
         return self._render_issued(result, code=status.HTTP_201_CREATED)
 
     @api_docs.partial_update_docs
     def partial_update(self, request, pk=None):
         connector = self.get_object()
-        try:
-            body = _json_object(request.data)
-            raise_if_any(_unknown_key_errors(body, ("name", "destination")))
-            connector_update(
-                connector=connector,
-                name=_present_or_invalid(body, "name"),
-                destination=_present_or_invalid(body, "destination"),
-            )
-        except ConnectorError as exc:
-            return errors_response(exc.errors)
+        body = _json_object(request.data)
+        raise_if_any(_unknown_key_errors(body, ("name", "destination")))
+        connector_update(
+            connector=connector,
+            name=_present_or_invalid(body, "name"),
+            destination=_present_or_invalid(body, "destination"),
+        )
         return self._render(connector)
 
     @api_docs.destroy_docs
     def destroy(self, request, pk=None):
-        try:
-            connector_delete(connector=self.get_object())
-        except ConnectorInUse as exc:
-            return json_error(str(exc), status.HTTP_409_CONFLICT, pipelines=exc.pipeline_names)
+        connector_delete(connector=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @api_docs.duplicate_docs
     @action(detail=True, methods=["post"])
     def duplicate(self, request, pk=None):
         connector = self.get_object()
-        try:
-            body = _json_object(request.data)
-            raise_if_any(_unknown_key_errors(body, ("name",)))
-            result = connector_duplicate(connector=connector, name=body.get("name"))
-        except ConnectorError as exc:
-            return errors_response(exc.errors)
+        body = _json_object(request.data)
+        raise_if_any(_unknown_key_errors(body, ("name",)))
+        result = connector_duplicate(connector=connector, name=body.get("name"))
         return self._render_issued(result, code=status.HTTP_201_CREATED)
 
     @api_docs.rotate_token_docs
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):
-        try:
-            result = source_rotate_token(connector=self.get_object())
-        except ConnectorError as exc:
-            return errors_response(exc.errors)
+        result = source_rotate_token(connector=self.get_object())
         return self._render_issued(result, code=status.HTTP_200_OK)

@@ -1,4 +1,9 @@
-"""OpenAPI documentation of the connectors API: examples and the per-endpoint schemas."""
+"""OpenAPI documentation of the connectors API: examples and the per-endpoint schemas.
+
+The request bodies below describe what the services accept; they validate nothing (the API
+passes the JSON to the services, which apply ``connectors.validation``). They are built from
+the response serializers, whose limits, choices and defaults are read from the rules.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,32 @@ from rest_framework import serializers
 
 from connectors.models import Direction
 from connectors.serializers import (
-    ConnectorCreateSerializer,
-    ConnectorPatchSerializer,
     ConnectorSerializer,
-    DuplicateSerializer,
+    DestinationSerializer,
+    SchemaFieldSerializer,
 )
-from connectors.validation import SCHEMA_IMMUTABLE_MESSAGE
+from connectors.validation import MAX_NAME_LENGTH, SCHEMA_IMMUTABLE_MESSAGE
+from osmos.api import problem
+
+
+class ConnectorCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH)
+    direction = serializers.ChoiceField(choices=Direction.values)
+    schema = SchemaFieldSerializer(many=True, help_text="Immutable once created.")
+    destination = DestinationSerializer(
+        required=False, allow_null=True, help_text="Required for a destination; null for a source."
+    )
+
+
+class ConnectorPatchSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH, required=False)
+    # partial: only the settings to change (``headers`` replaces the whole list).
+    destination = DestinationSerializer(required=False, partial=True)
+
+
+class DuplicateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH, help_text="The new connector's name.")
+
 
 _DESTINATION_EXAMPLE = {
     "id": "6f1c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f",
@@ -82,13 +107,14 @@ _ERROR_400 = OpenApiResponse(
         OpenApiExample(
             "Invalid input",
             status_codes=[400],
-            value={
-                "detail": "Invalid input; see the errors by field.",
-                "name": ["A connector named “CRM contacts” already exists in this organization."],
-                "schema": [
+            value=problem(
+                400,
+                "Invalid input; see the errors by field.",
+                name=["A connector named “CRM contacts” already exists in this organization."],
+                schema=[
                     {"index": 1, "field": "type", "message": "type must be one of string, ..."}
                 ],
-                "destination": {
+                destination={
                     "url": ["localhost resolves to 127.0.0.1, a loopback address."],
                     "headers": [
                         {
@@ -99,7 +125,7 @@ _ERROR_400 = OpenApiResponse(
                         }
                     ],
                 },
-            },
+            ),
         )
     ],
 )
@@ -192,10 +218,11 @@ partial_update_docs = extend_schema(
             "A schema in the request",
             status_codes=[400],
             response_only=True,
-            value={
-                "detail": SCHEMA_IMMUTABLE_MESSAGE,
-                "schema": [{"index": None, "field": None, "message": SCHEMA_IMMUTABLE_MESSAGE}],
-            },
+            value=problem(
+                400,
+                SCHEMA_IMMUTABLE_MESSAGE,
+                schema=[{"index": None, "field": None, "message": SCHEMA_IMMUTABLE_MESSAGE}],
+            ),
         ),
     ],
 )
@@ -219,11 +246,12 @@ destroy_docs = extend_schema(
                 OpenApiExample(
                     "Used by a pipeline",
                     status_codes=[409],
-                    value={
-                        "detail": "This connector is used by the pipeline Nightly CRM sync; "
+                    value=problem(
+                        409,
+                        "This connector is used by the pipeline Nightly CRM sync; "
                         "delete or change it first.",
-                        "pipelines": ["Nightly CRM sync"],
-                    },
+                        pipelines=["Nightly CRM sync"],
+                    ),
                 )
             ],
         ),

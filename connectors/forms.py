@@ -18,7 +18,9 @@ from django import forms
 from django.http import QueryDict
 
 from connectors.models import Direction, FieldType, HttpMethod, WriteMode
-from connectors.services import DESTINATION_DEFAULTS, InputError
+from connectors.services import DESTINATION_DEFAULTS
+from osmos.errors import InputError
+from osmos.forms import form_field_of
 
 SYSTEM_CHOICES = [("http_api", "HTTP API")]
 DIRECTION_CHOICES = [
@@ -172,16 +174,19 @@ class ConnectorDraft:
     def attach_errors(self, errors: Sequence[InputError]) -> None:
         """Put each service error next to its field, its schema row or its header row."""
         for error in errors:
-            index = error.index
-            if error.field == "schema" and index is not None and index < len(self.schema):
+            path, index = error.field or "", error.index
+            if path.startswith("schema") and index is not None and index < len(self.schema):
                 self.schema[index].errors.append(error.message)
                 continue
             in_headers = index is not None and index < len(self.headers)
-            if error.field == "destination.headers" and in_headers:
+            if path.startswith("destination.headers") and in_headers:
                 self.headers[index].errors.append(error.message)
                 continue
-            key = error.field.removeprefix("destination.")
-            if key in {"name", "direction", "schema", "headers", *self.values}:
+            key = form_field_of(
+                InputError(field=path.removeprefix("destination."), message=error.message),
+                {"name", "direction", "schema", "headers", *self.values},
+            )
+            if key is not None:
                 self.add_error(key, error.message)
             else:
                 self.general.append(error.message)

@@ -1,8 +1,8 @@
-"""Serializers of the connectors API: the connector JSON of SPEC §6, and the request bodies.
+"""The connector JSON of SPEC §6, as the API renders it and the OpenAPI schema shows it.
 
-The request serializers document the API (OpenAPI); the values themselves are validated by
-``connectors.validation`` through the services, so the API, the admin and the pages share
-one set of rules and messages.
+Values are validated by ``connectors.validation`` through the services (the API, the admin
+and the pages share one set of rules and messages); every limit, choice and default named
+here is read from there, so the documentation cannot drift from the rules.
 """
 
 from __future__ import annotations
@@ -14,43 +14,51 @@ from rest_framework import serializers
 
 from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
 from connectors.schema import FIELD_TYPES
+from connectors.schema import MAX_NAME_LENGTH as MAX_FIELD_NAME_LENGTH
 from connectors.selectors import ingest_url
+from connectors.validation import (
+    DESTINATION_DEFAULTS,
+    MAX_HEADER_NAME_LENGTH,
+    MAX_HEADER_VALUE_LENGTH,
+    MAX_HEADERS,
+    MAX_NAME_LENGTH,
+    MAX_TIMEOUT_SECONDS,
+)
 
 
 class SchemaFieldSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255)
+    name = serializers.CharField(max_length=MAX_FIELD_NAME_LENGTH)
     type = serializers.ChoiceField(choices=FIELD_TYPES)
     nullable = serializers.BooleanField()
 
 
 class HeaderSerializer(serializers.Serializer):
-    name = serializers.CharField()
+    name = serializers.CharField(max_length=MAX_HEADER_NAME_LENGTH)
     value = serializers.CharField(
+        max_length=MAX_HEADER_VALUE_LENGTH,
         help_text="Write: the plain value. Read: always masked (••••1234). Sending back the "
-        "masked value of a stored header keeps the stored secret."
+        "masked value of a stored header keeps the stored secret.",
     )
 
 
 class DestinationSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
-    method = serializers.ChoiceField(choices=HttpMethod.values, default=HttpMethod.POST)
-    headers = HeaderSerializer(many=True, required=False)
-    write_mode = serializers.ChoiceField(choices=WriteMode.values, default=WriteMode.BATCH)
-    batch_size = serializers.IntegerField(
-        min_value=1, max_value=MAX_BATCH_SIZE, default=MAX_BATCH_SIZE
+    method = serializers.ChoiceField(
+        choices=HttpMethod.values, default=DESTINATION_DEFAULTS["method"]
     )
-    split_failed_batches = serializers.BooleanField(default=False)
-    timeout_seconds = serializers.IntegerField(min_value=1, max_value=300, default=30)
-
-
-class DestinationPatchSerializer(DestinationSerializer):
-    """Only the settings to change; ``headers`` replaces the whole list."""
-
-    def get_fields(self):
-        fields = super().get_fields()
-        for field in fields.values():
-            field.required = False
-        return fields
+    headers = HeaderSerializer(many=True, required=False, max_length=MAX_HEADERS)
+    write_mode = serializers.ChoiceField(
+        choices=WriteMode.values, default=DESTINATION_DEFAULTS["write_mode"]
+    )
+    batch_size = serializers.IntegerField(
+        min_value=1, max_value=MAX_BATCH_SIZE, default=DESTINATION_DEFAULTS["batch_size"]
+    )
+    split_failed_batches = serializers.BooleanField(
+        default=DESTINATION_DEFAULTS["split_failed_batches"]
+    )
+    timeout_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_TIMEOUT_SECONDS, default=DESTINATION_DEFAULTS["timeout_seconds"]
+    )
 
 
 class SourceSerializer(serializers.Serializer):
@@ -67,7 +75,7 @@ class ConnectorSerializer(serializers.Serializer):
     """A connector as SPEC §6 shows it. Header values are masked; the token is never shown."""
 
     id = serializers.UUIDField(read_only=True)
-    name = serializers.CharField()
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH)
     direction = serializers.ChoiceField(choices=Direction.values)
     schema = SchemaFieldSerializer(many=True)
     destination = DestinationSerializer(allow_null=True)
@@ -115,21 +123,3 @@ class ConnectorSerializer(serializers.Serializer):
         if token:
             data["ingest_url"] = ingest_url(token=token, request=self.context.get("request"))
         return data
-
-
-class ConnectorCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    direction = serializers.ChoiceField(choices=Direction.values)
-    schema = SchemaFieldSerializer(many=True, help_text="Immutable once created.")
-    destination = DestinationSerializer(
-        required=False, allow_null=True, help_text="Required for a destination; null for a source."
-    )
-
-
-class ConnectorPatchSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
-    destination = DestinationPatchSerializer(required=False)
-
-
-class DuplicateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, help_text="The new connector's name.")

@@ -1,8 +1,8 @@
 """Writes of the connectors app: create, edit, duplicate, delete, rotate the ingest token.
 
 Every service validates its whole input first (``connectors.validation``) and raises
-``ConnectorError`` carrying a list of ``InputError`` values, so the API, the admin and the
-pages show the same messages. Nothing is written unless the whole input is valid.
+``osmos.errors.InvalidInput`` carrying a list of ``InputError`` values, so the API, the admin
+and the pages show the same messages. Nothing is written unless the whole input is valid.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import PROTECT, ProtectedError
-from django.db.models.deletion import Collector
 from django.utils import timezone
 
+from connectors import hooks
 from connectors.models import (
     Connector,
     DestinationSettings,
@@ -27,22 +27,20 @@ from connectors.models import (
 from connectors.schema import FieldSpec
 from connectors.validation import (
     DESTINATION_DEFAULTS,
-    ConnectorError,
-    InputError,
     destination_input_errors,
     encrypted_headers,
     is_masked,
     name_errors,
-    raise_if_any,
     schema_errors,
     stored_headers,
     validate_connector_changes,
 )
+from osmos.errors import Conflict, InputError, InvalidInput, raise_if_any
 from osmos.tenancy.models import Organization, new_secret_token
 
 
-class ConnectorInUse(Exception):
-    """The connector cannot be deleted: pipelines use it (``pipeline_names``, sorted)."""
+class ConnectorInUse(Conflict):
+    """The connector cannot be deleted: pipelines use it (``pipelines``: their names, sorted)."""
 
     def __init__(self, pipeline_names: Sequence[str]):
         self.pipeline_names = sorted(pipeline_names)
@@ -50,7 +48,8 @@ class ConnectorInUse(Exception):
         noun = "pipeline" if len(self.pipeline_names) == 1 else "pipelines"
         super().__init__(
             f"This connector is used by the {noun} {names}; delete or change "
-            f"{'it' if len(self.pipeline_names) == 1 else 'them'} first."
+            f"{'it' if len(self.pipeline_names) == 1 else 'them'} first.",
+            pipelines=self.pipeline_names,
         )
 
 
@@ -101,7 +100,7 @@ def _insert_connector(*, organization: Organization, name: str, direction: str) 
             )
     except IntegrityError:  # another request took the name between the check and the insert
         message = f"A connector named “{name.strip()}” already exists in this organization."
-        raise ConnectorError([InputError(field="name", message=message)]) from None
+        raise InvalidInput([InputError(field="name", message=message)]) from None
 
 
 def connector_create(
@@ -119,7 +118,7 @@ def connector_create(
     ``headers`` (a list of ``{"name", "value"}``), ``write_mode``, ``batch_size``,
     ``split_failed_batches``, ``timeout_seconds``. A source gets its ingest token, returned
     in plain text only here.
-    Raises ``ConnectorError`` (nothing written) on any invalid input, including an unsafe URL.
+    Raises ``InvalidInput`` (nothing written) on any invalid input, including an unsafe URL.
     """
     errors = name_errors(organization=organization, name=name, exclude=None)
     if direction not in Direction.values:
@@ -130,7 +129,7 @@ def connector_create(
     raise_if_any(errors)
     if any(is_masked(h["value"]) for h in (destination or {}).get("headers", [])):
         message = "A new header cannot have a masked value; enter the full value."
-        raise ConnectorError([InputError(field="destination.headers", message=message)])
+        raise InvalidInput([InputError(field="destination.headers", message=message)])
     with transaction.atomic():
         connector = _insert_connector(organization=organization, name=name, direction=direction)
         _insert_schema(connector, fields)
@@ -161,7 +160,7 @@ def connector_update(
 
     ``destination`` holds only the settings to change; ``headers``, when given, replaces the
     whole list, and a value equal to the masked form of the stored value of the same header
-    (``••••1234``) keeps the stored secret. Raises ``ConnectorError`` (nothing written).
+    (``••••1234``) keeps the stored secret. Raises ``InvalidInput`` (nothing written).
     """
     validate_connector_changes(connector=connector, name=name, destination=destination)
     with transaction.atomic():
@@ -182,7 +181,7 @@ def connector_update(
                 connector.save(update_fields=["name", "updated_at"])
         except IntegrityError:
             message = f"A connector named “{connector.name}” already exists in this organization."
-            raise ConnectorError([InputError(field="name", message=message)]) from None
+            raise InvalidInput([InputError(field="name", message=message)]) from None
     return connector
 
 
@@ -191,7 +190,7 @@ def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToke
 
     A duplicated destination keeps its headers (still encrypted). A duplicated source gets a
     new ingest token (returned once), state ``awaiting_samples`` and no records.
-    Raises ``ConnectorError`` when the name is invalid or taken.
+    Raises ``InvalidInput`` when the name is invalid or taken.
     """
     raise_if_any(name_errors(organization=connector.organization, name=name, exclude=None))
     fields = [FieldSpec(*spec) for spec in connector.field_specs()]
@@ -225,20 +224,6 @@ def pipelines_using(*, connector: Connector) -> list[str]:
     return sorted(names)
 
 
-def _delete_records(connector: Connector) -> None:
-    """Delete the connector's records in SQL, without loading them into Python."""
-    from ingest.models import Record  # ingest depends on connectors, not the reverse
-
-    records = Record.objects.filter(connector=connector)
-    using = router.db_for_write(Record)
-    if Collector(using=using, origin=connector).can_fast_delete(records):
-        records._raw_delete(using)
-        return
-    # Some model points at records with cascades or signals: delete in bounded batches.
-    while batch := list(records.values_list("pk", flat=True)[:5000]):
-        Record.objects.filter(pk__in=batch).delete()
-
-
 def connector_delete(*, connector: Connector) -> None:
     """Delete a connector with its schema, settings and stored records.
 
@@ -254,7 +239,7 @@ def connector_delete(*, connector: Connector) -> None:
                 # ones out, so no record commits after its connector is gone.
                 SourceSettings.objects.select_for_update().filter(connector=connector).first()
             allow_schema_delete(connector_id=connector.pk, using=router.db_for_write(Connector))
-            _delete_records(connector)
+            hooks.records_delete(connector=connector)
             connector.delete()
     except ProtectedError as exc:  # a pipeline was created since the check above
         raise ConnectorInUse([str(row) for row in exc.protected_objects]) from None
@@ -263,11 +248,11 @@ def connector_delete(*, connector: Connector) -> None:
 def source_rotate_token(*, connector: Connector) -> ConnectorWithToken:
     """Give a source a new ingest token (returned once); the old token stops working at once.
 
-    Raises ``ConnectorError`` for a destination connector.
+    Raises ``InvalidInput`` for a destination connector.
     """
     if not connector.is_source:
         message = "Only a source connector has an ingest URL to rotate."
-        raise ConnectorError([InputError(field="direction", message=message)])
+        raise InvalidInput([InputError(field="direction", message=message)])
     token, lookup, token_hash = new_secret_token()
     with transaction.atomic():
         settings = SourceSettings.objects.select_for_update().get(connector=connector)
@@ -280,14 +265,11 @@ def source_rotate_token(*, connector: Connector) -> ConnectorWithToken:
     return ConnectorWithToken(connector, ingest_token=token)
 
 
-# ConnectorError, InputError, validate_connector_changes and DESTINATION_DEFAULTS are
-# re-exported: callers of the services catch and show these.
+# validate_connector_changes and DESTINATION_DEFAULTS are re-exported: the forms use them.
 __all__ = [
     "DESTINATION_DEFAULTS",
-    "ConnectorError",
     "ConnectorInUse",
     "ConnectorWithToken",
-    "InputError",
     "connector_create",
     "connector_delete",
     "connector_duplicate",

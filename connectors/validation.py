@@ -1,23 +1,24 @@
 """Validation of connector input: the rules shared by the services, the API, the admin and pages.
 
-Every check returns ``InputError`` values (never ad hoc strings); ``raise_if_any`` turns them
-into one ``ConnectorError``. Error ``field`` names are the ones users see, in the API's JSON
-keys: ``name``, ``direction``, ``schema`` (``index`` = position of the schema field, ``key`` =
-its attribute), ``destination`` (the settings as a whole), ``destination.<setting>`` and
-``destination.headers`` (``index`` = position of the header, ``key`` = ``name`` or ``value``).
+Every check returns ``osmos.errors.InputError`` values (never ad hoc strings); ``raise_if_any``
+turns them into one ``InvalidInput``. Error ``field`` paths are the API's JSON keys: ``name``,
+``direction``, ``schema`` (the list as a whole) and ``schema.<attribute>`` (``index`` = position
+of the schema field), ``destination`` (the settings as a whole), ``destination.<setting>``,
+``destination.headers`` and ``destination.headers.<name|value>`` (``index`` = position of the
+header).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
 from connectors.schema import schema_definition_errors
 from connectors.urlguard import UnsafeURL, validate_destination_url
 from osmos import crypto
+from osmos.errors import InputError, raise_if_any
 from osmos.tenancy.models import Organization
 
 MAX_NAME_LENGTH = Connector._meta.get_field("name").max_length
@@ -66,24 +67,6 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
-@dataclass(frozen=True, slots=True)
-class InputError:
-    """One problem in the input of a connector service (see the module docstring for fields)."""
-
-    field: str
-    message: str
-    index: int | None = None
-    key: str | None = None
-
-
-class ConnectorError(Exception):
-    """The input was refused; ``errors`` says why, field by field. Nothing was written."""
-
-    def __init__(self, errors: Sequence[InputError]):
-        self.errors = list(errors)
-        super().__init__("; ".join(f"{error.field}: {error.message}" for error in self.errors))
-
-
 def is_masked(value: str) -> bool:
     return value.startswith(crypto.MASK)
 
@@ -119,9 +102,13 @@ def name_errors(
 def schema_errors(fields: object) -> list[InputError]:
     """``connectors.schema.schema_definition_errors`` as input errors on ``schema``."""
     return [
-        InputError(field="schema", message=error.message, index=error.index, key=error.field)
+        InputError(field=_under("schema", error.field), message=error.message, index=error.index)
         for error in schema_definition_errors(fields=fields)
     ]
+
+
+def _under(path: str, key: str | None) -> str:
+    return path if key is None else f"{path}.{key}"
 
 
 def _int_setting_error(key: str, value: object, low: int, high: int) -> InputError | None:
@@ -152,7 +139,7 @@ def _url_errors(url: object) -> list[InputError]:
 
 def _header_item_errors(index: int, item: object, seen: set[str]) -> list[InputError]:
     def error(key: str | None, message: str) -> InputError:
-        return InputError(field="destination.headers", message=message, index=index, key=key)
+        return InputError(field=_under("destination.headers", key), message=message, index=index)
 
     if not isinstance(item, Mapping) or set(item) != {"name", "value"}:
         return [error(None, "Each header is an object with exactly the keys name and value.")]
@@ -248,15 +235,10 @@ def destination_input_errors(
     return _destination_errors(destination)
 
 
-def raise_if_any(errors: list[InputError]) -> None:
-    if errors:
-        raise ConnectorError(errors)
-
-
 def validate_connector_changes(
     *, connector: Connector, name: object = None, destination: object = None
 ) -> None:
-    """Raise ``ConnectorError`` if ``connector_update`` would refuse these changes.
+    """Raise ``InvalidInput`` if ``connector_update`` would refuse these changes.
 
     Writes nothing; for forms that must show errors before saving (the admin, the pages).
     """
@@ -298,7 +280,7 @@ def _masked_value_errors(
                 "enter the full value."
             )
             errors.append(
-                InputError(field="destination.headers", message=message, index=index, key="value")
+                InputError(field="destination.headers.value", message=message, index=index)
             )
     return errors
 

@@ -1,8 +1,10 @@
 """Connector pages: the list, the new-connector wizard, the source and destination pages.
 
-Views stay thin: they read through ``connectors.selectors`` / ``ingest.selectors`` with the
-current organization (another organization's connector is a 404), write through the services,
-and show the services' errors next to the fields. Writes need an owner or admin.
+Views stay thin: they read through ``connectors.selectors`` with the current organization
+(``tenant_object_or_404``: another organization's connector is a 404), write through the
+services, and show the services' errors next to the fields. Writes need an owner or admin.
+What ingest (a source's samples, saving it) and pipelines (testing a destination) add to these
+pages comes through ``connectors.hooks``: connectors does not import them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connectors import selectors, services
+from connectors import hooks, selectors, services
 from connectors.forms import (
     DIRECTION_CHOICES,
     DIRECTION_HELP,
@@ -28,14 +30,12 @@ from connectors.forms import (
     NameForm,
     SchemaRow,
     curl_example_body,
-    json_cell,
 )
 from connectors.models import Connector, Direction
-from ingest import selectors as ingest_selectors
-from ingest import services as ingest_services
+from osmos.errors import DomainError, InvalidInput
+from osmos.forms import attach_input_errors
+from osmos.tenancy.scope import tenant_object_or_404
 from osmos.tenancy.views import organization_required, require_manager
-from pipelines import probe
-from pipelines import selectors as pipeline_selectors
 
 PAGE_SIZE = 25
 # Plain ingest tokens exist only in the answer that issues them: we keep one in the session
@@ -44,29 +44,13 @@ _TOKEN_SESSION_KEY = "ingest_token:{}"
 
 
 def _connector_or_404(request: HttpRequest, connector_id) -> Connector:
-    connector = selectors.connector_get(
-        organization=request.organization, connector_id=connector_id
-    )
-    if connector is None:
-        raise Http404("No such connector.")
-    return connector
+    connectors = selectors.connector_list(organization=request.organization)
+    return tenant_object_or_404(connectors, request.organization, pk=connector_id)
 
 
 def _remember_token(request: HttpRequest, result: services.ConnectorWithToken) -> None:
     if result.ingest_token:
         request.session[_TOKEN_SESSION_KEY.format(result.connector.pk)] = result.ingest_token
-
-
-def _pipelines_by_connector(request: HttpRequest) -> dict:
-    """connector id -> names of the pipelines using it, in one query."""
-    using: dict = {}
-    rows = pipeline_selectors.pipeline_list(organization=request.organization).values_list(
-        "name", "source_id", "destination_id"
-    )
-    for name, source_id, destination_id in rows:
-        using.setdefault(source_id, []).append(name)
-        using.setdefault(destination_id, []).append(name)
-    return using
 
 
 @organization_required
@@ -81,7 +65,7 @@ def connector_list(request: HttpRequest) -> HttpResponse:
         organization=request.organization, direction=direction, search=search
     )
     page = Paginator(connectors, PAGE_SIZE).get_page(request.GET.get("page"))
-    using = _pipelines_by_connector(request)
+    using = selectors.connector_users(organization=request.organization)
     rows = [(connector, using.get(connector.pk, [])) for connector in page]
     return render(
         request,
@@ -130,7 +114,7 @@ def connector_new(request: HttpRequest) -> HttpResponse:
                 fields=draft.fields(),
                 destination=draft.destination() if is_destination else None,
             )
-        except services.ConnectorError as error:
+        except InvalidInput as error:
             draft.attach_errors(error.errors)
         else:
             _remember_token(request, result)
@@ -150,24 +134,6 @@ def _added_a_row(request: HttpRequest, draft: ConnectorDraft) -> bool:
     return False
 
 
-def _source_context(request: HttpRequest, connector: Connector) -> dict:
-    status = ingest_selectors.source_status(organization=request.organization, connector=connector)
-    samples = list(
-        ingest_selectors.samples_of(organization=request.organization, connector=connector)
-    )
-    columns = [name for name, _type, _nullable in connector.field_specs()]
-    percent = min(100, round(100 * status.sample_count / status.samples_required))
-    return {
-        "connector": connector,
-        "status": status,
-        "percent": percent,
-        "samples": samples,
-        "sample_rows": [[json_cell(record.data.get(c)) for c in columns] for record in samples],
-        "columns": columns,
-        "can_save": status.state != "active" and status.samples_missing == 0,
-    }
-
-
 @organization_required
 @require_GET
 def connector_detail(request: HttpRequest, connector_id) -> HttpResponse:
@@ -175,7 +141,7 @@ def connector_detail(request: HttpRequest, connector_id) -> HttpResponse:
     pipelines = services.pipelines_using(connector=connector)
     if connector.is_source:
         token = request.session.pop(_TOKEN_SESSION_KEY.format(connector.pk), None)
-        context = _source_context(request, connector)
+        context = hooks.source_page(organization=request.organization, connector=connector)
         context.update(
             pipelines=pipelines,
             ingest_url=selectors.ingest_url(token=token, request=request) if token else None,
@@ -209,7 +175,7 @@ def destination_test(request: HttpRequest, connector_id) -> HttpResponse:
     connector = _connector_or_404(request, connector_id)
     if connector.is_source:
         raise Http404("Only a destination can be tested.")
-    result = probe.destination_test(connector=connector)
+    result = hooks.destination_test(connector=connector)
     return _destination_page(
         request,
         connector,
@@ -225,7 +191,8 @@ def source_progress(request: HttpRequest, connector_id) -> HttpResponse:
     connector = _connector_or_404(request, connector_id)
     if not connector.is_source:
         raise Http404("Only a source has samples.")
-    return render(request, "connectors/_source_progress.html", _source_context(request, connector))
+    context = hooks.source_page(organization=request.organization, connector=connector)
+    return render(request, "connectors/_source_progress.html", context)
 
 
 @organization_required
@@ -234,9 +201,9 @@ def source_save(request: HttpRequest, connector_id) -> HttpResponse:
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
     try:
-        ingest_services.source_save(connector=connector)
-    except (ingest_services.SamplesRequired, ingest_services.NotASource) as error:
-        messages.error(request, str(error))
+        hooks.source_save(connector=connector)
+    except DomainError as error:
+        messages.error(request, error.detail)
     else:
         messages.success(request, f"“{connector.name}” is saved and active: pipelines can use it.")
     return redirect("connectors:detail", connector_id=connector.pk)
@@ -249,8 +216,8 @@ def source_rotate(request: HttpRequest, connector_id) -> HttpResponse:
     connector = _connector_or_404(request, connector_id)
     try:
         result = services.source_rotate_token(connector=connector)
-    except services.ConnectorError as error:
-        messages.error(request, str(error.errors[0].message))
+    except DomainError as error:
+        messages.error(request, error.detail)
     else:
         _remember_token(request, result)
         messages.success(request, "New ingest URL issued. The old URL no longer works.")
@@ -293,7 +260,7 @@ def connector_edit(request: HttpRequest, connector_id) -> HttpResponse:
                     name=draft.name,
                     destination=None if connector.is_source else draft.destination(),
                 )
-            except services.ConnectorError as error:
+            except InvalidInput as error:
                 draft.attach_errors(error.errors)
                 status = 400
             else:
@@ -315,9 +282,8 @@ def connector_duplicate(request: HttpRequest, connector_id) -> HttpResponse:
             result = services.connector_duplicate(
                 connector=connector, name=form.cleaned_data["name"]
             )
-        except services.ConnectorError as error:
-            for item in error.errors:
-                form.add_error("name" if item.field == "name" else None, item.message)
+        except InvalidInput as error:
+            attach_input_errors(form, error.errors)
         else:
             _remember_token(request, result)
             messages.success(request, f"“{result.connector.name}” created as a copy.")
@@ -337,7 +303,7 @@ def connector_delete(request: HttpRequest, connector_id) -> HttpResponse:
         try:
             services.connector_delete(connector=connector)
         except services.ConnectorInUse as error:
-            messages.error(request, str(error))
+            messages.error(request, error.detail)
             return redirect("connectors:detail", connector_id=connector.pk)
         messages.success(request, f"Connector “{connector.name}” deleted.")
         return redirect("connectors:list")

@@ -15,18 +15,18 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
-from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from connectors.models import Connector
-from connectors.selectors import connector_get, connector_list
+from connectors.selectors import connector_get
 from connectors.serializers import ConnectorSerializer
 from ingest.search import BadMatch, parse_match, records_matching
 from ingest.selectors import records_of
-from ingest.services import NotASource, SamplesRequired, source_save
-from osmos.api import TenantScopedViewSet, json_error
+from ingest.services import NotASource, source_save
+from osmos.api import TenantScopedViewSet
 
 _NOT_A_SOURCE = "Only a source connector stores records."
 
@@ -65,19 +65,9 @@ _RECORD_EXAMPLE = {
 class SourceRecordsViewSet(TenantScopedViewSet):
     """The records and the sample gate of the caller's organization's source connectors."""
 
+    model = Connector
     serializer_class = RecordSerializer
     pagination_class = RecordCursorPagination
-
-    def scoped_queryset(self, organization):
-        return connector_list(organization=organization)
-
-    def get_object(self) -> Connector:
-        # The URL converter already made pk a UUID; other orgs' connectors are not found.
-        connector = connector_get(organization=self.organization, connector_id=self.kwargs["pk"])
-        if connector is None:
-            raise NotFound()
-        self.check_object_permissions(self.request, connector)
-        return connector
 
     @extend_schema(
         summary="List a source's stored records",
@@ -113,7 +103,7 @@ class SourceRecordsViewSet(TenantScopedViewSet):
     def records(self, request, pk=None):
         connector = self.get_object()
         if not connector.is_source:
-            return json_error(_NOT_A_SOURCE, status.HTTP_400_BAD_REQUEST)
+            raise NotASource(_NOT_A_SOURCE)
         if "match" in request.query_params:
             return self._search(request, connector)
         records = records_of(organization=self.organization, connector=connector)
@@ -199,16 +189,6 @@ class SourceRecordsViewSet(TenantScopedViewSet):
     )
     def save(self, request, pk=None):
         connector = self.get_object()
-        try:
-            source_save(connector=connector)
-        except NotASource as exc:
-            return json_error(str(exc), status.HTTP_400_BAD_REQUEST)
-        except SamplesRequired as exc:
-            return json_error(
-                str(exc),
-                status.HTTP_409_CONFLICT,
-                sample_count=exc.sample_count,
-                samples_required=exc.samples_required,
-            )
+        source_save(connector=connector)  # NotASource: 400, SamplesRequired: 409
         fresh = connector_get(organization=self.organization, connector_id=connector.pk)
         return Response(ConnectorSerializer(fresh, context={"request": request}).data)

@@ -11,14 +11,18 @@ from osmos.tenancy.models import Organization, TenantModel
 class Record(TenantModel):
     """One stored record. ``sequence`` increases per connector in order of arrival.
 
-    Rows are written only by ``ingest.storage`` (COPY on PostgreSQL); ``data`` is ``jsonb``.
+    Rows are written only by ingest: ``ingest.storage`` (binary COPY on PostgreSQL, batched
+    INSERTs on SQLite) and, for small requests on PostgreSQL, the single statement of
+    ``services._store_small``. They are deleted in SQL with their connector
+    (``storage.records_delete``). ``data`` is ``jsonb``.
     """
 
     id = models.BigAutoField(primary_key=True)
     # Denormalized for tenant scoping: always the connector's organization. No database
     # constraint, because every constraint is a per-row trigger during COPY (measured: the
     # two foreign-key checks cost ~40% of the insert time) and the connector's foreign key
-    # already guarantees the row belongs somewhere; deletes still cascade through Django.
+    # already guarantees the row belongs somewhere (and deleting the connector deletes its
+    # records, see storage.records_delete).
     # No index either: every read goes through a connector (the (connector, sequence) index),
     # and maintaining an index on organization_id cost ~20% of the COPY time (measured).
     organization = models.ForeignKey(

@@ -6,13 +6,14 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework import serializers
 
-from connectors.selectors import connector_get, connector_list
+from connectors.models import Connector
 from ingest.models import IngestRejection
 from ingest.rejections import rejection_counts
-from osmos.api import TenantScopedViewSet, json_error
+from ingest.services import NotASource
+from osmos.api import TenantScopedViewSet
+from osmos.errors import InputError, InvalidInput
 
 
 class RejectionSerializer(serializers.ModelSerializer):
@@ -31,10 +32,8 @@ class RejectionSerializer(serializers.ModelSerializer):
 
 
 class SourceRejectionsViewSet(TenantScopedViewSet):
+    model = Connector
     serializer_class = RejectionSerializer
-
-    def scoped_queryset(self, organization):
-        return connector_list(organization=organization)
 
     @extend_schema(
         summary="List a source's rejected ingest requests",
@@ -49,20 +48,17 @@ class SourceRejectionsViewSet(TenantScopedViewSet):
         },
     )
     def rejections(self, request, pk=None):
-        connector = connector_get(organization=self.organization, connector_id=pk)
-        if connector is None:
-            raise NotFound()
+        connector = self.get_object()
         if not connector.is_source:
-            return json_error("Only a source connector receives requests.", 400)
+            raise NotASource("Only a source connector receives requests.")
         rejections = IngestRejection.objects.filter(
             organization=self.organization, connector=connector
         )
         wanted = request.query_params.get("status")
         if wanted:
             if not wanted.isdigit():
-                return json_error(
-                    "status must be an HTTP status code.", status.HTTP_400_BAD_REQUEST
-                )
+                message = "status must be an HTTP status code."
+                raise InvalidInput([InputError(field="status", message=message)])
             rejections = rejections.filter(status=int(wanted))
         page = self.paginate_queryset(rejections)
         response = self.get_paginated_response(RejectionSerializer(page, many=True).data)

@@ -1,12 +1,16 @@
-"""Reads of the ingest app. Every read takes the organization.
+"""Reads of the ingest app. Every read takes the organization (``records_count`` takes the
+connectors, for the admin, which works across organizations).
 
-Pipelines read a run's records with ``records_of(after=cursor, through=upper)`` where ``upper``
-is ``records_committed_through(...)`` read when the run is created: see ``services._store`` for
-why no record can commit later with a sequence ``<= upper``.
+A pipeline run covers ``sequence_from < sequence <= sequence_to`` of its source, where
+``sequence_to`` is the source's ``last_sequence`` when the run is created (see
+``services._store`` for why no record can commit later with a sequence ``<= sequence_to``);
+the delivery engine reads those records itself (``pipelines.records.run_selection``).
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -86,3 +90,8 @@ def records_committed_through(*, organization: Organization, connector: Connecto
         .first()
     )
     return last or 0
+
+
+def records_count(*, connector_ids: Iterable[uuid.UUID]) -> int:
+    """How many records those connectors hold (for the admin's delete confirmation)."""
+    return Record.objects.filter(connector_id__in=list(connector_ids)).count()

@@ -3,14 +3,17 @@
 Ingest decisions (SPEC §4, documented in the README):
 
 - A request is atomic: all its records are stored, or none.
-- Too many records in one request (``settings.INGEST_MAX_RECORDS``) is ``413``, like a body
-  over the size limit: both say "split this request", which the client can always do.
+- Too many records in one request (``settings.INGEST_MAX_RECORDS``) is ``TooLarge`` (413),
+  like a body over the size limit: both say "split this request", which the client can
+  always do.
 - ``Idempotency-Key`` (1 to 255 printable ASCII characters) is remembered per connector for
   ``settings.INGEST_IDEMPOTENCY_TTL_SECONDS``. Only *successful* requests are remembered: a
   refused request stored nothing, so a client may correct its data and retry with the same key.
-  Reusing a remembered key with a different body is refused with ``422`` (as the IETF
+  Reusing a remembered key with a different body is refused (``Mismatch``, 422, as the IETF
   Idempotency-Key draft recommends) instead of silently answering for the other body.
 - Saving a source that is already active answers like the first save (idempotent).
+
+Refusals are ``osmos.errors`` domain errors; the endpoint's statuses are in ``ingest.refusals``.
 """
 
 from __future__ import annotations
@@ -30,9 +33,17 @@ from django.utils import timezone
 from connectors.models import Connector, SchemaField, SourceSettings, SourceState
 from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
 from ingest import body as ingest_body
-from ingest.body import IngestRefused
 from ingest.models import IdempotencyKey, Record
 from ingest.storage import RecordRejected, records_insert
+from osmos.errors import (
+    Conflict,
+    InputError,
+    InvalidInput,
+    Malformed,
+    Mismatch,
+    Missing,
+    TooLarge,
+)
 
 MAX_ERRORS_LISTED = 100
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -52,14 +63,16 @@ class IngestResult:
     replayed: bool = False
 
 
-class NotASource(ValueError):
+class NotASource(InvalidInput):
     """Only source connectors have records and a sample gate."""
 
-    def __init__(self) -> None:
-        super().__init__("Only a source connector receives records and can be saved this way.")
+    def __init__(
+        self, message: str = "Only a source connector receives records and can be saved this way."
+    ) -> None:
+        super().__init__([InputError(field="direction", message=message)])
 
 
-class SamplesRequired(Exception):
+class SamplesRequired(Conflict):
     """A source cannot be saved before it has received enough sample records."""
 
     def __init__(self, *, sample_count: int, samples_required: int):
@@ -67,7 +80,9 @@ class SamplesRequired(Exception):
         self.samples_required = samples_required
         super().__init__(
             f"This source has received {sample_count} of the {samples_required} sample records "
-            "it needs before it can be saved; send more records to its ingest URL."
+            "it needs before it can be saved; send more records to its ingest URL.",
+            sample_count=sample_count,
+            samples_required=samples_required,
         )
 
 
@@ -80,8 +95,9 @@ def check_request_headers(
 ) -> None:
     """Refuse what the headers alone rule out, before the body is read.
 
-    Raises ``IngestRefused``: 415 (content type or encoding), 413 (declared length over the
-    limit), 400 (malformed ``Idempotency-Key`` or ``Content-Length``).
+    Raises ``UnsupportedFormat`` (content type or encoding), ``TooLarge`` (declared length
+    over the limit), ``LengthRequired``, ``Malformed`` (``Idempotency-Key`` or
+    ``Content-Length``).
     """
     ingest_body.body_kind(content_type)
     ingest_body.is_gzip(content_encoding)
@@ -105,10 +121,10 @@ def records_ingest(
 
     Returns the 200 answer ``{"accepted", "sample_count", "state"}``, or the stored answer of
     an earlier request with the same ``idempotency_key`` (``replayed``).
-    Raises ``IngestRefused`` with the status to answer: 400 (malformed body or header),
-    413 (too large, too many records), 415 (content type or encoding), 422 (invalid records,
-    with ``errors``/``error_total``, or a reused key). Raises ``django.db.DatabaseError`` when
-    the database fails; nothing is stored then either.
+    Raises ``Malformed`` (body or header), ``TooLarge`` (too large, too many records),
+    ``UnsupportedFormat`` (content type or encoding), ``InvalidInput`` (invalid records, with
+    ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted).
+    Raises ``django.db.DatabaseError`` when the database fails; nothing is stored then either.
     """
     kind = ingest_body.body_kind(content_type)
     key = _checked_key(idempotency_key)
@@ -131,8 +147,7 @@ def _checked_key(idempotency_key: str | None) -> str | None:
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not set(
         idempotency_key
     ).issubset(_KEY_CHARACTERS):
-        raise IngestRefused(
-            400,
+        raise Malformed(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
             "characters.",
         )
@@ -140,7 +155,7 @@ def _checked_key(idempotency_key: str | None) -> str | None:
 
 
 def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind) -> list[bytes]:
-    """The records of ``data`` as JSON bytes, in body order; raises ``IngestRefused``."""
+    """The records of ``data`` as JSON bytes, in body order; raises a domain error."""
     fields = _field_specs(connector.pk)
     if not fields:  # every connector has a field: it was deleted since its token was looked up
         raise _deleted()
@@ -154,13 +169,12 @@ def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind
             max_records=max_records,
         )
     except MalformedBody as exc:
-        raise IngestRefused(400, f"Malformed body: {exc.message}.") from None
+        raise Malformed(f"Malformed body: {exc.message}.") from None
     except TooManyRecords as exc:
-        raise IngestRefused(
-            413,
+        raise TooLarge(
             f"The body holds {exc.count} records; at most {max_records} are accepted per "
             "request. Split it into several requests.",
-            {"max_records": max_records},
+            max_records=max_records,
         ) from None
     if result.error_total:
         raise _invalid_records(result.errors, result.error_total)
@@ -178,19 +192,16 @@ def _field_specs(connector_id: uuid.UUID) -> tuple[tuple[str, str, bool], ...]:
     )
 
 
-def _invalid_records(errors: list[RecordError], error_total: int) -> IngestRefused:
-    return IngestRefused(
-        422,
+def _invalid_records(errors: list[RecordError], error_total: int) -> InvalidInput:
+    return InvalidInput(
+        [
+            InputError(field=error.field, message=error.message, index=error.index)
+            for error in errors
+        ],
         f"{error_total} validation error(s), first in record {errors[0].index}: "
         f"{errors[0].message}. Nothing was stored; fix the records and send the request again.",
-        {
-            "errors": [
-                {"index": error.index, "field": error.field, "message": error.message}
-                for error in errors
-            ],
-            "error_total": error_total,
-            "accepted": 0,
-        },
+        error_total=error_total,
+        accepted=0,
     )
 
 
@@ -321,8 +332,8 @@ def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResul
     return IngestResult(status=200, body=answer)
 
 
-def _deleted() -> IngestRefused:
-    return IngestRefused(404, "Unknown ingest URL (the connector was deleted).")
+def _deleted() -> Missing:
+    return Missing("Unknown ingest URL (the connector was deleted).")
 
 
 def _limit_lock_wait() -> None:
@@ -347,7 +358,7 @@ def _count_records(source: SourceSettings, count: int) -> None:
     source.save(update_fields=["last_sequence", "record_count", "state"])
 
 
-def _rejected_by_database(exc: RecordRejected) -> IngestRefused:
+def _rejected_by_database(exc: RecordRejected) -> InvalidInput:
     index = exc.index if exc.index is not None else 0
     return _invalid_records([RecordError(index=index, field=None, message=exc.message)], 1)
 
@@ -364,11 +375,12 @@ def _live_key(*, connector_id: uuid.UUID, key: str, now: datetime) -> Idempotenc
 
 def _replay(stored: IdempotencyKey, *, request_hash: str) -> IngestResult:
     if stored.request_hash and stored.request_hash != request_hash:
-        raise IngestRefused(
-            422,
+        raise Mismatch(
             "This Idempotency-Key was already used for a different request body in the last "
             "24 hours; use a new key for a new request.",
-            {"errors": [], "error_total": 0, "accepted": 0},
+            errors=[],
+            error_total=0,
+            accepted=0,
         )
     return IngestResult(status=stored.response_status, body=stored.response_body, replayed=True)
 

@@ -1,4 +1,5 @@
-"""Bulk insertion of validated records: PostgreSQL ``COPY`` in binary format, or SQLite.
+"""Records in bulk: insertion of validated records (PostgreSQL ``COPY`` in binary format, or
+SQLite), and deletion of a connector's records in SQL.
 
 Callers hold the connector's lock inside ``transaction.atomic`` (see ``services.py``); these
 functions only write rows. Records arrive as the JSON bytes of the validated body and are
@@ -20,8 +21,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db import DataError, connection
+from django.db import DataError, connection, router
+from django.db.models.deletion import Collector
 
+from connectors.models import Connector
 from ingest.models import Record
 
 _COLUMNS = ("organization_id", "connector_id", "sequence", "received_at", "data")
@@ -165,3 +168,20 @@ def _insert_many(
                     for sequence, data in enumerate(batch, first_sequence + start)
                 ],
             )
+
+
+def records_delete(*, connector: Connector) -> None:
+    """Delete the connector's records in SQL, without loading them into Python.
+
+    Called by ``connectors.services.connector_delete`` (through ``connectors.hooks``) inside its
+    transaction, before the connector row goes: loading millions of rows to delete them one
+    by one, as Django's cascade would, takes minutes and the memory of all of them.
+    """
+    records = Record.objects.filter(connector=connector)
+    using = router.db_for_write(Record)
+    if Collector(using=using, origin=connector).can_fast_delete(records):
+        records._raw_delete(using)
+        return
+    # Some model points at records with cascades or signals: delete in bounded batches.
+    while batch := list(records.values_list("pk", flat=True)[:5000]):
+        Record.objects.filter(pk__in=batch).delete()

@@ -17,9 +17,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from connectors.models import SourceSettings
 from connectors.selectors import source_for_ingest_token
-from ingest.body import IngestRefused
+from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
 from ingest.services import check_request_headers, records_ingest
+from osmos.errors import DomainError
 from osmos.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
     seen = _Seen()
     try:
         response = _ingest(request, token, seen)
-    except IngestRefused as refused:
-        response = JsonResponse(refused.body(), status=refused.status)
+    except DomainError as refused:
+        response = refusal_response(refused)
     except DatabaseError:
         # The transaction was rolled back: nothing of this request is stored, a retry is safe.
         logger.exception("ingest: database failure")

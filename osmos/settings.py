@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "ingest",
     "pipelines",
     "osmos.rls",
+    "osmos",  # project-wide management commands (run_embedded) and static files
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "osmos.error_pages.ApiPathMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "osmos.tenancy.middleware.OrganizationMiddleware",
@@ -187,7 +189,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"  # `collectstatic` target; WhiteNoise serves from it
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "osmos" / "static"]
 WHITENOISE_USE_FINDERS = True
 
 # Production hardening; all on automatically when DEBUG is off.
@@ -377,3 +378,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "TokenRoleEnum": "osmos.tenancy.models.TokenRole",
     }
 )
+# --- Architecture: the API's error format ---
+# Every documented API error is an RFC 9457 problem (application/problem+json).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "osmos.api.document_problems",
+]

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from osmos import errors
+from osmos import error_pages
 from osmos.observability.metrics import metrics_view
 from osmos.tenancy import signin
 from pipelines.home import home
@@ -41,7 +41,7 @@ urlpatterns = [
     path("", include("osmos.tenancy.urls")),
 ]
 
-handler404 = errors.not_found
-handler500 = errors.server_error
-handler403 = errors.permission_denied
-handler400 = errors.bad_request
+handler404 = error_pages.not_found
+handler500 = error_pages.server_error
+handler403 = error_pages.permission_denied
+handler400 = error_pages.bad_request

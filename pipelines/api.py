@@ -192,8 +192,10 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def scoped_queryset(self, organization):
-        return selectors.pipeline_list(organization=organization)
+    model = Pipeline
+
+    def safely_get_queryset(self, queryset):
+        return selectors.pipeline_list(organization=self.organization)
 
     @extend_schema(
         summary="Create a pipeline",
@@ -368,7 +370,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     member_actions = ("retry_failed",)
     lookup_value_converter = "uuid"
 
-    def scoped_queryset(self, organization):
+    model = Run
+
+    def safely_get_queryset(self, queryset):
+        organization = self.organization
         if self.action != "list":
             return selectors.run_list(organization=organization)
         pipeline = self.request.query_params.get("pipeline") or None
@@ -474,8 +479,7 @@ class DestinationTestViewSet(TenantScopedViewSet):
 
     serializer_class = DestinationTestResultSerializer
 
-    def scoped_queryset(self, organization):
-        return Connector.objects.for_organization(organization)
+    model = Connector
 
     @extend_schema(
         summary="Test a destination",

@@ -15,18 +15,10 @@ not sent (only nullable ones may be left out). The rules, checked by ``mapping_e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.schema import FieldSpec
-
-
-@dataclass(frozen=True, slots=True)
-class MappingError:
-    """A problem with one destination field of a mapping (``field`` None: the whole mapping)."""
-
-    field: str | None
-    message: str
+from osmos.errors import InputError
 
 
 def is_compatible(source_type: str, destination_type: str) -> bool:
@@ -49,16 +41,20 @@ def mapping_errors(
     mapping: Any,
     source_fields: Sequence[FieldSpec],
     destination_fields: Sequence[FieldSpec],
-) -> list[MappingError]:
-    """Every problem of ``mapping`` against the two schemas, in destination field order."""
+) -> list[InputError]:
+    """Every problem of ``mapping`` against the two schemas, in destination field order.
+
+    Each error's ``field`` is the destination field it is about, relative to the mapping
+    (None: the mapping as a whole).
+    """
     if not isinstance(mapping, Mapping) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in mapping.items()
     ):
-        return [MappingError(None, "The mapping must be an object of field names to field names.")]
+        return [InputError(None, "The mapping must be an object of field names to field names.")]
     sources = {spec.name: FieldSpec(*spec) for spec in source_fields}
     destinations = {spec.name: FieldSpec(*spec) for spec in destination_fields}
     errors = [
-        MappingError(name, f"{name!r} is not a field of the destination.")
+        InputError(name, f"{name!r} is not a field of the destination.")
         for name in mapping
         if name not in destinations
     ]
@@ -67,15 +63,15 @@ def mapping_errors(
         if source_name is None:
             if not destination.nullable:
                 errors.append(
-                    MappingError(name, f"The required destination field {name!r} is not mapped.")
+                    InputError(name, f"The required destination field {name!r} is not mapped.")
                 )
             continue
         source = sources.get(source_name)
         if source is None:
-            errors.append(MappingError(name, f"{source_name!r} is not a field of the source."))
+            errors.append(InputError(name, f"{source_name!r} is not a field of the source."))
         elif not is_compatible(source.type, destination.type):
             errors.append(
-                MappingError(
+                InputError(
                     name,
                     f"The source field {source_name!r} ({source.type}) cannot feed "
                     f"{name!r} ({destination.type}).",
@@ -83,7 +79,7 @@ def mapping_errors(
             )
         elif source.nullable and not destination.nullable:
             errors.append(
-                MappingError(
+                InputError(
                     name,
                     f"The source field {source_name!r} may be null or missing but {name!r} "
                     "is required.",

@@ -1,13 +1,15 @@
-"""Shared fixtures: an owner and a member of organization A, and an outsider in B."""
+"""Shared fixtures: an owner and a member of organization A, and an outsider in B.
+
+Fixtures only; they are built from ``tests/support`` (tests import helpers from there).
+"""
 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from osmos.tenancy.models import Membership, Organization, Role
-from osmos.tenancy.services import api_token_create
+from osmos.tenancy.models import Role
+from tests.support.factories import api_client, make_member, make_org, make_token
 
 
 @pytest.fixture(autouse=True)
@@ -16,82 +18,62 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def make_user(email: str):
-    return get_user_model().objects.create_user(username=email, email=email, password="pw-" + email)
-
-
 @pytest.fixture
 def org_a(db):
-    return Organization.objects.create(name="Org A", slug="org-a")
+    return make_org("Org A", "org-a")
 
 
 @pytest.fixture
 def org_b(db):
-    return Organization.objects.create(name="Org B", slug="org-b")
+    return make_org("Org B", "org-b")
 
 
 @pytest.fixture
 def owner(org_a):
-    user = make_user("owner@a.example")
-    Membership.objects.create(user=user, organization=org_a, role=Role.OWNER)
-    return user
+    return make_member(org_a, "owner@a.example", Role.OWNER)
 
 
 @pytest.fixture
 def member(org_a):
-    user = make_user("member@a.example")
-    Membership.objects.create(user=user, organization=org_a, role=Role.MEMBER)
-    return user
+    return make_member(org_a, "member@a.example", Role.MEMBER)
 
 
 @pytest.fixture
 def outsider(org_b):
-    user = make_user("outsider@b.example")
-    Membership.objects.create(user=user, organization=org_b, role=Role.OWNER)
-    return user
-
-
-def _client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
+    return make_member(org_b, "outsider@b.example", Role.OWNER)
 
 
 @pytest.fixture
-def owner_client(owner):
-    return _client_for(owner)
+def owner_client(owner) -> APIClient:
+    return api_client(user=owner)
 
 
 @pytest.fixture
-def member_client(member):
-    return _client_for(member)
+def member_client(member) -> APIClient:
+    return api_client(user=member)
 
 
 @pytest.fixture
-def outsider_client(outsider):
-    return _client_for(outsider)
+def outsider_client(outsider) -> APIClient:
+    return api_client(user=outsider)
 
 
 @pytest.fixture
-def token_a(org_a):
-    return api_token_create(organization=org_a, name="integration A").secret
+def token_a(org_a) -> str:
+    return make_token(org_a, "integration A")
 
 
 @pytest.fixture
-def token_b(org_b):
-    return api_token_create(organization=org_b, name="integration B").secret
+def token_b(org_b) -> str:
+    return make_token(org_b, "integration B")
 
 
 @pytest.fixture
 def api_a(token_a) -> APIClient:
     """An API client authenticated with a token of organization A."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_a}")
-    return client
+    return api_client(token=token_a)
 
 
 @pytest.fixture
 def api_b(token_b) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_b}")
-    return client
+    return api_client(token=token_b)

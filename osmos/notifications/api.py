@@ -34,13 +34,13 @@ class MarkReadSerializer(serializers.Serializer):
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Notifications of the caller's organization. ``?unread=true`` lists the unread ones."""
 
+    model = Notification
     serializer_class = NotificationSerializer
     lookup_value_converter = "uuid"
     # Reading a notification changes nothing a member could not see.
     member_actions = ("read",)
 
-    def scoped_queryset(self, organization):
-        queryset = Notification.objects.filter(organization=organization)
+    def safely_get_queryset(self, queryset):
         if self.request.query_params.get("unread") in ("true", "1"):
             queryset = queryset.filter(read_at__isnull=True)
         return queryset

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from osmos.api import TenantScopedViewSet, json_error
-from osmos.tenancy import invitations, selectors, services
-from osmos.tenancy.models import Invitation, Membership, Role, TokenRole
+from osmos.tenancy import invitations, services
+from osmos.tenancy.models import ApiToken, Invitation, Membership, Role, TokenRole
 from osmos.tenancy.views import base_url
 
 
@@ -106,12 +106,13 @@ class RoleSerializer(serializers.Serializer):
 class MemberViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
 ):
+    model = Membership
     serializer_class = MemberSerializer
     lookup_value_converter = "int"
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
-    def scoped_queryset(self, organization):
-        return selectors.members_of(organization=organization)
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("user").order_by("user__email")
 
     def partial_update(self, request, pk=None):
         membership = self.get_object()
@@ -177,11 +178,12 @@ class InvitationCreateSerializer(serializers.Serializer):
 class InvitationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
 ):
+    model = Invitation
     serializer_class = InvitationSerializer
     lookup_value_converter = "uuid"
 
-    def scoped_queryset(self, organization):
-        return selectors.invitations_of(organization=organization).filter(
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("invited_by").filter(
             accepted_at__isnull=True, revoked_at__isnull=True
         )
 
@@ -269,11 +271,12 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 class ApiTokenViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
 ):
+    model = ApiToken
     serializer_class = ApiTokenSerializer
     lookup_value_converter = "uuid"
 
-    def scoped_queryset(self, organization):
-        return selectors.api_tokens_of(organization=organization)
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("created_by")
 
     def create(self, request):
         body = ApiTokenCreateSerializer(data=request.data)

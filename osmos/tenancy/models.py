@@ -1,7 +1,8 @@
 """Organizations, memberships, invitations and API tokens: who may see which tenant data.
 
 Every tenant model inherits :class:`TenantModel`; its manager's ``for_organization`` is the
-one door to tenant rows on a request path.
+one door to tenant rows on a request path, and ``locked`` the one way to re-read a row for
+update. Reads across organizations (workers, the admin) say so: ``dangerously_unscoped()``.
 """
 
 from __future__ import annotations
@@ -76,10 +77,31 @@ class Membership(models.Model):
 
 
 class TenantQuerySet(models.QuerySet):
-    def for_organization(self, organization: Organization) -> TenantQuerySet:
+    def for_organization(self, organization: Organization | None) -> TenantQuerySet:
+        """Only ``organization``'s rows. Fails closed: no organization is an error, not "all"."""
         if organization is None:
             raise ValueError("a tenant query needs an organization")
         return self.filter(organization=organization)
+
+    def locked(self, instance: TenantModel) -> TenantModel:
+        """``instance`` re-read with ``SELECT … FOR UPDATE``, still inside its organization.
+
+        For services that re-lock a row they were given: the organization filter keeps a
+        row of another tenant out even when the caller passed a stale or foreign instance.
+        Call inside ``transaction.atomic()``; raises ``DoesNotExist`` when the row is gone.
+        """
+        if instance.organization_id is None:
+            raise ValueError("a tenant row without an organization cannot be re-locked")
+        scoped = self.select_for_update().filter(organization_id=instance.organization_id)
+        return scoped.get(pk=instance.pk)
+
+    def dangerously_unscoped(self) -> TenantQuerySet:
+        """Every organization's rows: for workers and the admin, never on a tenant request path.
+
+        The name is the point: a reviewer searching for ``dangerously_`` finds every read
+        that the tenant scope does not cover.
+        """
+        return self.all()
 
 
 class TenantModel(models.Model):

@@ -9,22 +9,9 @@ from __future__ import annotations
 import pytest
 
 from connectors.services import connector_create
-
-SCHEMA = [
-    {"name": "email", "type": "string", "nullable": False},
-    {"name": "age", "type": "integer", "nullable": True},
-    {"name": "signed_up", "type": "datetime", "nullable": False},
-]
-SECRET = "Bearer s3cret-value-9f3a"
-DESTINATION = {
-    "url": "http://127.0.0.1:8824/v2/notify",
-    "method": "PUT",
-    "headers": [{"name": "Authorization", "value": SECRET}, {"name": "X-Team", "value": "crm"}],
-    "write_mode": "batch",
-    "batch_size": 1000,
-    "split_failed_batches": True,
-    "timeout_seconds": 12,
-}
+from tests.support.connectors import DESTINATION
+from tests.support.factories import issue_source
+from tests.support.schemas import CONTACTS
 
 
 @pytest.fixture
@@ -43,7 +30,7 @@ def destination_a(org_a, allow_loopback):
         organization=org_a,
         name="CRM contacts",
         direction="destination",
-        fields=SCHEMA,
+        fields=CONTACTS,
         destination=DESTINATION,
     ).connector
 
@@ -51,9 +38,7 @@ def destination_a(org_a, allow_loopback):
 @pytest.fixture
 def issued_source_a(org_a):
     """The source of org A with its plain ingest token (``.connector``, ``.ingest_token``)."""
-    return connector_create(
-        organization=org_a, name="Shop orders", direction="source", fields=SCHEMA
-    )
+    return issue_source(org_a, name="Shop orders", schema=CONTACTS)
 
 
 @pytest.fixture

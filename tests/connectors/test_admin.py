@@ -8,8 +8,9 @@ from django.contrib.auth import get_user_model
 from connectors.models import Connector, DestinationSettings, SchemaField, SourceSettings
 from ingest.models import Record
 from pipelines.models import Pipeline
-from tests.connectors.conftest import DESTINATION, SCHEMA, SECRET
-from tests.connectors.test_services import add_records
+from tests.support.connectors import DESTINATION, SECRET
+from tests.support.factories import add_records
+from tests.support.schemas import CONTACTS as SCHEMA
 
 pytestmark = pytest.mark.django_db
 

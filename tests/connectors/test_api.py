@@ -12,7 +12,9 @@ from connectors.models import Connector, DestinationSettings, SchemaField, Sourc
 from connectors.selectors import source_for_ingest_token
 from connectors.services import connector_create
 from pipelines.models import Pipeline
-from tests.connectors.conftest import DESTINATION, SCHEMA, SECRET
+from tests.support.connectors import DESTINATION, SECRET
+from tests.support.problems import field_keys, problem
+from tests.support.schemas import CONTACTS as SCHEMA
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +113,7 @@ def test_a_duplicate_name_answers_400_on_name(api_a, source_a):
         LIST, {"name": "Shop orders", "direction": "source", "schema": SCHEMA}, format="json"
     )
     assert response.status_code == 400
-    assert list(response.json()) == ["detail", "name"]
+    assert field_keys(response.json()) == ["name"]
     assert Connector.objects.count() == 1
 
 
@@ -384,10 +386,12 @@ def test_deleting_a_connector_used_by_a_pipeline_answers_409_naming_it(
     )
     response = api_a.delete(detail(destination_a))
     assert response.status_code == 409
-    assert response.json() == {
-        "detail": "This connector is used by the pipeline Nightly sync; delete or change it first.",
-        "pipelines": ["Nightly sync"],
-    }
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json() == problem(
+        409,
+        "This connector is used by the pipeline Nightly sync; delete or change it first.",
+        pipelines=["Nightly sync"],
+    )
     assert Connector.objects.filter(pk=destination_a.pk).exists()
 
 

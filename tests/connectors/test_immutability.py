@@ -11,8 +11,8 @@ from django.db import DatabaseError, connection, transaction
 from connectors.models import Connector, ImmutableSchemaError, SchemaField
 from connectors.services import connector_create, connector_delete
 from osmos.tenancy.models import Organization
-from tests.connectors.conftest import SCHEMA
-from tests.connectors.test_services import add_records
+from tests.support.factories import add_records
+from tests.support.schemas import CONTACTS as SCHEMA
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test import RequestFactory
-from django.utils import timezone
 
 from connectors.models import Connector, DestinationSettings, SchemaField, SourceSettings
 from connectors.selectors import (
@@ -15,9 +14,7 @@ from connectors.selectors import (
     source_for_ingest_token,
 )
 from connectors.services import (
-    ConnectorError,
     ConnectorInUse,
-    InputError,
     connector_create,
     connector_delete,
     connector_duplicate,
@@ -26,7 +23,10 @@ from connectors.services import (
 )
 from ingest.models import Record
 from osmos import crypto
-from tests.connectors.conftest import DESTINATION, SCHEMA, SECRET
+from osmos.errors import InputError, InvalidInput
+from tests.support.connectors import DESTINATION, SECRET
+from tests.support.factories import add_records
+from tests.support.schemas import CONTACTS as SCHEMA
 
 pytestmark = pytest.mark.django_db
 
@@ -44,27 +44,13 @@ def create_destination(org, **overrides):
 
 
 def errors_of(call, **kwargs) -> list[InputError]:
-    with pytest.raises(ConnectorError) as caught:
+    with pytest.raises(InvalidInput) as caught:
         call(**kwargs)
     return caught.value.errors
 
 
 def fields_of(errors: list[InputError]) -> set[str]:
     return {error.field for error in errors}
-
-
-def add_records(connector, count: int) -> None:
-    now = timezone.now()
-    Record.objects.bulk_create(
-        Record(
-            organization=connector.organization,
-            connector=connector,
-            sequence=n,
-            received_at=now,
-            data={"email": f"{n}@x.example"},
-        )
-        for n in range(1, count + 1)
-    )
 
 
 # --- create -------------------------------------------------------------------------------------
@@ -137,11 +123,15 @@ def test_every_invalid_part_of_a_create_is_reported_and_nothing_is_written(org_a
         fields=[{"name": "a", "type": "text", "nullable": False}, {"name": "a"}],
         destination=None,
     )
-    assert fields_of(errors) == {"name", "direction", "schema"}
-    schema_errors = {(e.index, e.key) for e in errors if e.field == "schema"}
-    assert (0, "type") in schema_errors
-    assert (1, "name") in schema_errors  # used twice
-    assert (1, "type") in schema_errors  # missing
+    assert {field.partition(".")[0] for field in fields_of(errors)} == {
+        "name",
+        "direction",
+        "schema",
+    }
+    schema_errors = {(e.index, e.field) for e in errors if e.field.startswith("schema")}
+    assert (0, "schema.type") in schema_errors
+    assert (1, "schema.name") in schema_errors  # used twice
+    assert (1, "schema.type") in schema_errors  # missing
     assert not Connector.objects.exists()
     assert not SchemaField.objects.exists()
 
@@ -227,7 +217,9 @@ def test_a_destination_needs_a_url_and_a_source_takes_no_destination_settings(or
 )
 def test_invalid_destination_settings_are_refused_by_setting(org_a, allow_loopback, setting, value):
     errors = errors_of(create_destination, org=org_a, destination={**DESTINATION, setting: value})
-    assert fields_of(errors) == {f"destination.{setting}"}
+    # A header's own problems are on its name or value; the list's, on the list.
+    lists = {e.field.removesuffix(".name").removesuffix(".value") for e in errors}
+    assert lists == {f"destination.{setting}"}
     assert all(error.message for error in errors)
     assert not Connector.objects.exists()
 
@@ -237,7 +229,7 @@ def test_header_errors_name_the_header_index_and_key(org_a, allow_loopback):
     errors = errors_of(
         create_destination, org=org_a, destination={**DESTINATION, "headers": headers}
     )
-    assert [(e.field, e.index, e.key) for e in errors] == [("destination.headers", 1, "value")]
+    assert [(e.field, e.index) for e in errors] == [("destination.headers.value", 1)]
 
 
 @pytest.mark.parametrize(
@@ -320,13 +312,13 @@ def test_a_masked_value_that_matches_no_stored_header_is_refused(destination_a):
         connector=destination_a,
         destination={"headers": [{"name": "X-Other", "value": crypto.mask(SECRET)}]},
     )
-    assert [(e.field, e.index, e.key) for e in errors] == [("destination.headers", 0, "value")]
+    assert [(e.field, e.index) for e in errors] == [("destination.headers.value", 0)]
     errors = errors_of(
         connector_update,
         connector=destination_a,
         destination={"headers": [{"name": "Authorization", "value": "••••zzzz"}]},
     )
-    assert fields_of(errors) == {"destination.headers"}
+    assert fields_of(errors) == {"destination.headers.value"}
     settings = DestinationSettings.objects.get(connector=destination_a)
     assert settings.decrypted_headers()[0] == ("Authorization", SECRET)
 

@@ -13,8 +13,7 @@ import json
 import os
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,14 +158,3 @@ def worker(transactional_db) -> Iterator[dramatiq.Worker]:
     running.start()
     yield running
     running.stop()
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 15.0) -> Any:
-    """The first truthy value of ``check()``; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            assert value, f"not true after {timeout} s: {check}"
-            return value
-        time.sleep(0.05)

@@ -17,8 +17,8 @@ from ingest.services import records_ingest, source_save
 from osmos.tenancy.models import Membership, Organization, Role
 from pipelines.models import Run
 from pipelines.services import pipeline_create, run_create
-from tests.conftest import make_user
-from tests.e2e.conftest import eventually
+from tests.support.factories import make_user
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.browser,

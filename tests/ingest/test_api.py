@@ -7,7 +7,8 @@ from rest_framework.test import APIClient
 
 from connectors.models import SourceSettings
 from ingest.services import records_ingest
-from tests.ingest.conftest import as_array, make_records
+from tests.support.bodies import as_array
+from tests.support.schemas import order_records as make_records
 
 
 def ingest(connector, records):

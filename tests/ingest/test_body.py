@@ -8,7 +8,6 @@ import zlib
 import pytest
 
 from ingest.body import (
-    IngestRefused,
     body_kind,
     check_declared_length,
     decode_body,
@@ -16,6 +15,9 @@ from ingest.body import (
     is_gzip,
     validator_kind,
 )
+from ingest.refusals import STATUS_OF_INGEST
+from osmos.api import status_of
+from osmos.errors import DomainError
 from tests.ingest.bombs import gzip_of_zeros
 
 
@@ -47,9 +49,9 @@ def test_supported_content_types_name_their_body_kind(content_type, kind):
     ],
 )
 def test_other_content_types_and_charsets_are_refused_with_415(content_type):
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         body_kind(content_type)
-    assert refused.value.status == 415
+    assert status_of(refused.value, STATUS_OF_INGEST) == 415
     assert "Content-Type" in refused.value.detail or "charset" in refused.value.detail
 
 
@@ -64,24 +66,24 @@ def test_gzip_and_identity_encodings_are_known_and_others_are_refused_with_415()
     assert is_gzip("X-GZIP ")
     assert not is_gzip(None)
     assert not is_gzip("identity")
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         is_gzip("br")
-    assert refused.value.status == 415
+    assert status_of(refused.value, STATUS_OF_INGEST) == 415
 
 
 def test_declared_length_over_the_limit_is_refused_before_reading():
     check_declared_length("1000", limit=1000)
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         check_declared_length("1001", limit=1000)
-    assert refused.value.status == 413
+    assert status_of(refused.value, STATUS_OF_INGEST) == 413
     assert refused.value.body()["max_body_bytes"] == 1000
 
 
 @pytest.mark.parametrize(("value", "status"), [(None, 411), ("", 411), ("ten", 400)])
 def test_missing_or_garbled_content_length_is_refused(value, status):
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         check_declared_length(value, limit=1000)
-    assert refused.value.status == status
+    assert status_of(refused.value, STATUS_OF_INGEST) == status
 
 
 def test_gzip_body_is_decompressed():
@@ -96,26 +98,26 @@ def test_concatenated_gzip_members_are_one_body():
 
 
 def test_raw_body_over_the_limit_is_refused_with_413():
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         decode_body(b"x" * 101, content_encoding=None, limit=100)
-    assert refused.value.status == 413
+    assert status_of(refused.value, STATUS_OF_INGEST) == 413
 
 
 def test_decompressed_body_over_the_limit_is_refused_with_413_though_small_compressed():
     raw = gzip.compress(b" " * 10_000)
     assert len(raw) < 100
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         decode_body(raw, content_encoding="gzip", limit=9_999)
-    assert refused.value.status == 413
+    assert status_of(refused.value, STATUS_OF_INGEST) == 413
     assert "decompressed" in refused.value.detail
 
 
 def test_a_gzip_bomb_of_one_gibibyte_stops_at_the_limit():
     bomb = gzip_of_zeros(1024)
     assert len(bomb) < 2 * 1024 * 1024
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         gunzip_capped(bomb, limit=8 * 1024 * 1024)
-    assert refused.value.status == 413
+    assert status_of(refused.value, STATUS_OF_INGEST) == 413
 
 
 def test_the_test_bomb_is_a_valid_gzip_stream_of_the_announced_size():
@@ -135,9 +137,9 @@ def test_the_test_bomb_is_a_valid_gzip_stream_of_the_announced_size():
     ],
 )
 def test_broken_gzip_is_refused_with_400(raw, message):
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         decode_body(raw, content_encoding="gzip", limit=1000)
-    assert refused.value.status == 400
+    assert status_of(refused.value, STATUS_OF_INGEST) == 400
     assert message in refused.value.detail
 
 
@@ -149,6 +151,6 @@ def test_zero_padding_after_a_gzip_stream_is_tolerated_like_gzip_does():
 
 @pytest.mark.parametrize("raw", [b"", b"  \n "])
 def test_an_empty_body_is_refused_with_400(raw):
-    with pytest.raises(IngestRefused) as refused:
+    with pytest.raises(DomainError) as refused:
         decode_body(raw, content_encoding=None, limit=100)
-    assert refused.value.status == 400
+    assert status_of(refused.value, STATUS_OF_INGEST) == 400

@@ -16,7 +16,8 @@ from django.db import transaction
 from connectors.models import SourceSettings
 from ingest.models import IdempotencyKey, Record
 from tests.ingest.bombs import gzip_of_zeros
-from tests.ingest.conftest import as_array, as_ndjson, gzipped, make_records
+from tests.support.bodies import as_array, as_ndjson, gzipped
+from tests.support.schemas import order_records as make_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
 JSON = {"Content-Type": "application/json"}

@@ -8,7 +8,8 @@ from django.test import Client
 from connectors.models import SourceSettings
 from ingest.models import Record
 from ingest.services import SMALL_REQUEST_RECORDS
-from tests.ingest.conftest import as_array, ingest_path, make_records
+from tests.support.bodies import as_array, ingest_path
+from tests.support.schemas import order_records as make_records
 
 pytestmark = pytest.mark.django_db
 

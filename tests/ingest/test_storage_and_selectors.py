@@ -19,7 +19,8 @@ from ingest.models import IdempotencyKey, Record
 from ingest.selectors import records_committed_through, records_of, samples_of, source_status
 from ingest.services import records_ingest
 from ingest.storage import RecordRejected, records_insert
-from tests.ingest.conftest import as_array, make_records
+from tests.support.bodies import as_array
+from tests.support.schemas import order_records as make_records
 
 
 def ingest(connector, records, **kwargs):

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.conftest import build_world
+from tests.support.factories import build_world
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 

@@ -18,9 +18,9 @@ import requests
 
 from pipelines.models import Run, RunState
 from pipelines.services import pipeline_create
-from tests.reliability.conftest import build_world
 from tests.reliability.processes import Children, OwnRedis, child_env, free_port, wait_for
 from tests.reliability.sink import LoopbackSink
+from tests.support.factories import build_world
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -20,7 +20,8 @@ from django.db import connection
 from connectors.models import SourceSettings
 from connectors.services import connector_create
 from ingest.models import Record
-from tests.reliability.conftest import SCHEMA, schema_records
+from tests.support.schemas import IDS as SCHEMA
+from tests.support.schemas import id_records as schema_records
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

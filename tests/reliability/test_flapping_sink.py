@@ -19,8 +19,8 @@ import pytest
 from pipelines import delivery
 from pipelines.models import RecordFailure, RunState
 from pipelines.services import run_create
-from tests.reliability.conftest import build_world
 from tests.reliability.sink import DROP, Answer, LoopbackSink, SinkRequest
+from tests.support.factories import build_world
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 

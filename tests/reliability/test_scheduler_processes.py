@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from pipelines.models import Pipeline, Run, Trigger
 from pipelines.services import pipeline_create
-from tests.reliability.conftest import build_world
 from tests.reliability.processes import Children, child_env, wait_for
+from tests.support.factories import build_world
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 

@@ -20,8 +20,6 @@ from osmos.tenancy.models import ApiToken, Membership, Role
 from pipelines import delivery
 from pipelines.models import RecordFailure, RequestLog
 from pipelines.services import run_create
-from tests.conftest import make_user
-from tests.reliability.conftest import HEADER_SECRET, SCHEMA, build_world, schema_records
 from tests.reliability.sink import Answer, LoopbackSink
 from tests.reliability.test_tenant_isolation_sweep import (
     ADMIN_SESSION_ROUTES,
@@ -29,6 +27,9 @@ from tests.reliability.test_tenant_isolation_sweep import (
     _routes,
     _values_for,
 )
+from tests.support.factories import HEADER_SECRET, build_world, make_user
+from tests.support.schemas import IDS as SCHEMA
+from tests.support.schemas import id_records as schema_records
 
 
 class Evidence:

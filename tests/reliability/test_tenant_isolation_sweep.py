@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from connectors.selectors import source_for_ingest_token
 from osmos.tenancy.models import Membership
 from pipelines.models import Run
-from tests.reliability.conftest import TenantWorld
+from tests.support.factories import TenantWorld
 
 # Routes anyone may call (compared with the route text as built by ``_routes``).
 PUBLIC_ROUTES = {

@@ -24,9 +24,10 @@ import pytest
 from ingest.services import records_ingest
 from pipelines.models import RecordFailure, Run, RunState
 from pipelines.services import run_create
-from tests.reliability.conftest import build_world, schema_records
 from tests.reliability.processes import Children, OwnRedis, child_env, free_port, wait_for
 from tests.reliability.sink import Answer, LoopbackSink
+from tests.support.factories import build_world
+from tests.support.schemas import id_records as schema_records
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

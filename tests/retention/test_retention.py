@@ -70,7 +70,11 @@ def pipeline_at(source, destination, *, cursor: int, name="p", mode=SyncMode.INC
 
 
 def sequences(source) -> list[int]:
-    return list(Record.objects.filter(connector=source).values_list("sequence", flat=True))
+    return list(
+        Record.objects.filter(connector=source)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)
+    )
 
 
 def test_old_records_every_pipeline_passed_are_purged_and_the_samples_stay(source, destination):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
 
 from osmos.tenancy.models import Membership, Role
-from tests.conftest import make_user
+from tests.support.factories import make_user
 
 
 @pytest.fixture(autouse=True)
@@ -23,9 +22,3 @@ def admin(org_a):
     user = make_user("admin@a.example")
     Membership.objects.create(user=user, organization=org_a, role=Role.ADMIN)
     return user
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.tenancy.conftest import logged_in
+from tests.support.factories import page_client as logged_in
 
 pytestmark = pytest.mark.django_db
 NEW = "another-long-pass-phrase-7"

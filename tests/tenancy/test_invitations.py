@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from osmos.tenancy.models import Invitation, Membership, Organization, Role
 from osmos.tenancy.services import api_token_create
-from tests.tenancy.conftest import logged_in
+from tests.support.factories import page_client as logged_in
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-pass-phrase-9"

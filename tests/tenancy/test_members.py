@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from osmos.tenancy import services
 from osmos.tenancy.models import ApiToken, Membership, Role
 from osmos.tenancy.services import api_token_create
-from tests.conftest import make_user
-from tests.tenancy.conftest import logged_in
+from tests.support.factories import make_user
+from tests.support.factories import page_client as logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.services import connector_create
 from osmos.tenancy.models import Membership, Role
-from tests.tenancy.conftest import logged_in
+from tests.support.factories import page_client as logged_in
 
 pytestmark = pytest.mark.django_db
 SCHEMA = [{"name": "id", "type": "integer", "nullable": False}]

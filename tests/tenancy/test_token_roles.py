@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from osmos.tenancy.models import ApiToken, Membership, Role
 from osmos.tenancy.services import api_token_create
-from tests.tenancy.conftest import logged_in
+from tests.support.factories import page_client as logged_in
 
 pytestmark = pytest.mark.django_db
 CONNECTOR = {

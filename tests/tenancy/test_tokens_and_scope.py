@@ -99,7 +99,7 @@ def test_api_schema_and_docs_are_public():
 
 
 def test_scoped_viewset_cannot_override_get_queryset():
-    with pytest.raises(TypeError, match="scoped_queryset"):
+    with pytest.raises(TypeError, match="safely_get_queryset"):
 
         class Careless(TenantScopedViewSet):
             def get_queryset(self):

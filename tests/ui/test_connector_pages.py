@@ -12,7 +12,7 @@ from connectors.models import Connector
 from connectors.selectors import source_for_ingest_token
 from ingest.models import Record
 from pipelines.services import pipeline_create
-from tests.ui.conftest import ingest, make_destination, make_source, records
+from tests.support.pages import ingest, make_destination, make_source, records
 
 pytestmark = pytest.mark.django_db
 
@@ -221,7 +221,7 @@ def test_progress_fragment_counts_samples_and_enables_save_at_fifty(owner_page, 
     html = body(owner_page.get(f"/connectors/{source.pk}/progress/"))
     assert '<span id="sample-count">50</span> / 50' in html
     assert 'id="save-connector" disabled' not in html
-    assert "u50@x.example" in html  # the preview table
+    assert "user50@example.com" in html  # the preview table
 
 
 def test_saving_a_source_under_fifty_samples_is_refused_with_the_count(owner_page, org_a):

@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.models import Pipeline, RecordFailure, Run
 from pipelines.services import pipeline_create
-from tests.ui.conftest import make_destination, make_source
+from tests.support.pages import make_destination, make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +126,7 @@ def test_builder_defaults_the_mapping_to_same_names_and_warns_about_the_rest(own
     )
     assert '<option value="email" data-type="string" data-nullable="false" selected>' in html
     assert "Required field: choose a source field." in html  # total has no same-name source
-    assert "u1@x.example" in html  # the mapped preview
+    assert "user1@example.com" in html  # the mapped preview
 
 
 def test_builder_creates_a_pipeline_with_mapping_schedule_and_sync_mode(owner_page, org_a, ends):
@@ -168,7 +168,7 @@ def test_builder_preview_shows_mapped_records_and_the_next_three_runs(owner_page
         builder_post(source, destination, map_total="", schedule="custom", cron="30 6 * * *"),
     )
     html = body(response)
-    assert "u1@x.example" in html
+    assert "user1@example.com" in html
     assert html.count("<li>") == 3
     assert 'hx-swap-oob="true"' in html
 
