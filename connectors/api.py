@@ -40,6 +40,7 @@ from connectors.services import (
     connector_delete,
     connector_duplicate,
     connector_update,
+    destination_rotate_signing_secret,
     source_rotate_token,
 )
 from connectors.validation import (
@@ -56,7 +57,7 @@ _ITEMIZED_FIELDS = frozenset({"schema", "destination.headers"})
 # Fields whose value is an object: an error about the object as a whole is keyed
 # ``non_field_errors`` inside it (as DRF does for nested serializers), so the field's errors
 # are always an object.
-_OBJECT_FIELDS = frozenset({"destination"})
+_OBJECT_FIELDS = frozenset({"destination", "source"})
 
 
 def errors_response(errors: Sequence[InputError]) -> Response:
@@ -128,14 +129,15 @@ class ConnectorViewSet(TenantScopedViewSet):
         self.check_object_permissions(self.request, connector)
         return connector
 
-    def _render(self, connector: Connector, *, code: int = 200, token: str | None = None):
+    def _render(self, connector: Connector, *, code: int = 200, issued=None):
         # Re-read so the response shows what is stored (schema order, masked headers).
         fresh = connector_get(organization=self.organization, connector_id=connector.pk)
-        context = {"request": self.request, "ingest_token": token}
+        context = {"request": self.request, "issued": issued}
         return Response(ConnectorSerializer(fresh, context=context).data, status=code)
 
     def _render_issued(self, result: ConnectorWithToken, *, code: int):
-        return self._render(result.connector, code=code, token=result.ingest_token)
+        """The connector with the secrets just issued, shown in this response only."""
+        return self._render(result.connector, code=code, issued=result)
 
     def list(self, request):
         direction = request.query_params.get("direction")
@@ -157,13 +159,15 @@ class ConnectorViewSet(TenantScopedViewSet):
     def create(self, request):
         try:
             body = _json_object(request.data)
-            raise_if_any(_unknown_key_errors(body, ("name", "direction", "schema", "destination")))
+            allowed = ("name", "direction", "schema", "destination", "source")
+            raise_if_any(_unknown_key_errors(body, allowed))
             result = connector_create(
                 organization=self.organization,
                 name=body.get("name"),
                 direction=body.get("direction"),
                 fields=body.get("schema"),
                 destination=body.get("destination"),
+                source=body.get("source"),
             )
         except ConnectorError as exc:
             return errors_response(exc.errors)
@@ -174,15 +178,16 @@ class ConnectorViewSet(TenantScopedViewSet):
         connector = self.get_object()
         try:
             body = _json_object(request.data)
-            raise_if_any(_unknown_key_errors(body, ("name", "destination")))
-            connector_update(
+            raise_if_any(_unknown_key_errors(body, ("name", "destination", "source")))
+            result = connector_update(
                 connector=connector,
                 name=_present_or_invalid(body, "name"),
                 destination=_present_or_invalid(body, "destination"),
+                source=_present_or_invalid(body, "source"),
             )
         except ConnectorError as exc:
             return errors_response(exc.errors)
-        return self._render(connector)
+        return self._render_issued(result, code=status.HTTP_200_OK)
 
     @api_docs.destroy_docs
     def destroy(self, request, pk=None):
@@ -207,8 +212,22 @@ class ConnectorViewSet(TenantScopedViewSet):
     @api_docs.rotate_token_docs
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):
+        connector = self.get_object()
         try:
-            result = source_rotate_token(connector=self.get_object())
+            body = _json_object(request.data or {})
+            raise_if_any(_unknown_key_errors(body, ("grace_hours",)))
+            result = source_rotate_token(connector=connector, grace_hours=body.get("grace_hours"))
+        except ConnectorError as exc:
+            return errors_response(exc.errors)
+        return self._render_issued(result, code=status.HTTP_200_OK)
+
+    @api_docs.rotate_signing_secret_docs
+    @action(detail=True, methods=["post"], url_path="rotate-signing-secret")
+    def rotate_signing_secret(self, request, pk=None):
+        connector = self.get_object()
+        try:
+            _json_object(request.data or {})
+            result = destination_rotate_signing_secret(connector=connector)
         except ConnectorError as exc:
             return errors_response(exc.errors)
         return self._render_issued(result, code=status.HTTP_200_OK)

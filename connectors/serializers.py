@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
-from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
+from connectors.credentials import MAX_GRACE_HOURS, verification_view
+from connectors.models import (
+    DEFAULT_VERIFICATION_HEADER,
+    MAX_BATCH_SIZE,
+    Connector,
+    Direction,
+    HttpMethod,
+    VerificationScheme,
+    WriteMode,
+)
 from connectors.schema import FIELD_TYPES
 from connectors.selectors import ingest_url
 
@@ -31,6 +41,43 @@ class HeaderSerializer(serializers.Serializer):
     )
 
 
+class SigningSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(
+        help_text="Sign every request as Standard Webhooks (webhook-id, webhook-timestamp, "
+        "webhook-signature)."
+    )
+    secret = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text="The whsec_ secret: only in the response that enables signing, rotates the "
+        "secret or moves the URL to another host.",
+    )
+    previous_secret_expires_at = serializers.DateTimeField(
+        read_only=True,
+        required=False,
+        allow_null=True,
+        help_text="After a rotation: until when the previous secret signs too.",
+    )
+
+
+class VerificationSerializer(serializers.Serializer):
+    scheme = serializers.ChoiceField(choices=VerificationScheme.values)
+    header = serializers.CharField(
+        required=False,
+        help_text="hmac_sha256 only: the request header holding the signature "
+        f"(default {DEFAULT_VERIFICATION_HEADER}).",
+    )
+    secret = serializers.CharField(
+        required=False,
+        help_text="Write (hmac_sha256 only): your own secret, 16-512 characters; without it one "
+        "is generated. Read: the generated secret, only in the response that issues it.",
+    )
+
+
+class SourceWriteSerializer(serializers.Serializer):
+    verification = VerificationSerializer(required=False)
+
+
 class DestinationSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
     method = serializers.ChoiceField(choices=HttpMethod.values, default=HttpMethod.POST)
@@ -41,6 +88,7 @@ class DestinationSerializer(serializers.Serializer):
     )
     split_failed_batches = serializers.BooleanField(default=False)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=300, default=30)
+    signing = SigningSerializer(required=False)
 
 
 class DestinationPatchSerializer(DestinationSerializer):
@@ -61,6 +109,13 @@ class SourceSerializer(serializers.Serializer):
         required=False,
         help_text="Only in the responses that create it: create, duplicate, rotate-token.",
     )
+    previous_url_expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="After a rotation with grace_hours, while it lasts: until when the previous "
+        "URL works.",
+    )
+    verification = VerificationSerializer()
 
 
 class ConnectorSerializer(serializers.Serializer):
@@ -91,9 +146,19 @@ class ConnectorSerializer(serializers.Serializer):
             "updated_at": as_time(connector.updated_at),
         }
 
-    @staticmethod
-    def _destination(connector: Connector) -> dict[str, Any]:
+    def _issued(self, name: str) -> str | None:
+        issued = self.context.get("issued")
+        return getattr(issued, name, None) if issued is not None else None
+
+    def _destination(self, connector: Connector) -> dict[str, Any]:
         settings_ = connector.destination
+        signing: dict[str, Any] = {"enabled": settings_.signing_enabled}
+        if settings_.signing_previous_expires_at and settings_.signing_previous_secret_encrypted:
+            signing["previous_secret_expires_at"] = serializers.DateTimeField().to_representation(
+                settings_.signing_previous_expires_at
+            )
+        if self._issued("signing_secret"):
+            signing["secret"] = self._issued("signing_secret")
         return {
             "url": settings_.url,
             "method": settings_.method,
@@ -102,6 +167,7 @@ class ConnectorSerializer(serializers.Serializer):
             "batch_size": settings_.batch_size,
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
+            "signing": signing,
         }
 
     def _source(self, connector: Connector) -> dict[str, Any]:
@@ -111,9 +177,15 @@ class ConnectorSerializer(serializers.Serializer):
             "sample_count": source.record_count,
             "samples_required": settings.INGEST_SAMPLES_REQUIRED,
         }
-        token = self.context.get("ingest_token")
+        token = self._issued("ingest_token")
         if token:
             data["ingest_url"] = ingest_url(token=token, request=self.context.get("request"))
+        expires = source.previous_token_expires_at
+        if expires and expires > timezone.now():
+            data["previous_url_expires_at"] = serializers.DateTimeField().to_representation(expires)
+        data["verification"] = verification_view(source)
+        if self._issued("verification_secret"):
+            data["verification"]["secret"] = self._issued("verification_secret")
         return data
 
 
@@ -124,11 +196,22 @@ class ConnectorCreateSerializer(serializers.Serializer):
     destination = DestinationSerializer(
         required=False, allow_null=True, help_text="Required for a destination; null for a source."
     )
+    source = SourceWriteSerializer(required=False, help_text="A source only: verification.")
 
 
 class ConnectorPatchSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     destination = DestinationPatchSerializer(required=False)
+    source = SourceWriteSerializer(required=False)
+
+
+class RotateTokenSerializer(serializers.Serializer):
+    grace_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_GRACE_HOURS,
+        required=False,
+        help_text="How long the current URL keeps working (default 0: it stops at once).",
+    )
 
 
 class DuplicateSerializer(serializers.Serializer):

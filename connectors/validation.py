@@ -51,6 +51,7 @@ DESTINATION_KEYS = (
     "batch_size",
     "split_failed_batches",
     "timeout_seconds",
+    "signing",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -62,6 +63,7 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
 }
 # RFC 9110 "token": the characters a header name may contain.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+HEADER_NAME_PATTERN = _HEADER_NAME
 # Visible Latin-1 text, space and tab: what http.client can put on the wire unchanged.
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
@@ -196,6 +198,16 @@ def _headers_errors(headers: object) -> list[InputError]:
     ]
 
 
+def _signing_errors(value: object) -> list[InputError]:
+    if (
+        not isinstance(value, Mapping)
+        or set(value) != {"enabled"}
+        or not isinstance(value["enabled"], bool)
+    ):
+        return [InputError(field="destination.signing", message='Must be {"enabled": true|false}.')]
+    return []
+
+
 def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
     """Problems in (partial) destination settings; checks only the keys present."""
     checks = {
@@ -207,6 +219,7 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         "timeout_seconds": lambda v: [
             _int_setting_error("timeout_seconds", v, 1, MAX_TIMEOUT_SECONDS)
         ],
+        "signing": _signing_errors,
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)

@@ -37,11 +37,13 @@ _STARTS_ARRAY = re.compile(rb"[ \t\r\n]*\[")
 
 @dataclass
 class IngestRefused(Exception):
-    """A request the endpoint refuses: answered with ``status`` and ``{"detail", **extra}``."""
+    """A request the endpoint refuses: answered with ``status``, ``{"detail", **extra}`` and
+    ``headers`` (``Retry-After`` of a 429...)."""
 
     status: int
     detail: str
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
         super().__init__(self.detail)

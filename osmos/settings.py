@@ -304,8 +304,6 @@ INGEST_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # How long an ingest request waits for the connector's lock (held by a concurrent request to
 # the same connector while it writes) before answering 503; PostgreSQL only.
 INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
-# Django's own upload cap must not cut ingest bodies short; ingest enforces its own limit.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
 LOGGING = {
     "version": 1,
@@ -325,3 +323,20 @@ LOGGING = {
 # Callables ``f(*, stop: threading.Event)`` that `manage.py run_embedded` runs in threads
 # beside the web server and worker (the scheduler and the stale-run sweep).
 EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]
+
+# --- Security and limits (issue 14: docs/security.md) -----------------------------------------
+# Django's body cap for every request but ingest (which reads its body itself, under
+# INGEST_MAX_BODY_BYTES): an anonymous 400 MB POST /login/ must not grow the process by 400 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+# The widest schema a connector may have (a 100,000-field schema made its page take 76 s).
+SCHEMA_MAX_FIELDS = env_int("SCHEMA_MAX_FIELDS", 500, minimum=1)
+# Pages show at most this many columns of records, and this many characters of one value.
+PREVIEW_MAX_COLUMNS = env_int("PREVIEW_MAX_COLUMNS", 50, minimum=1)
+PREVIEW_MAX_CHARS = env_int("PREVIEW_MAX_CHARS", 200, minimum=16)
+# Quotas (0 = no limit): records stored per organization, ingest requests per source per second.
+ORG_MAX_STORED_RECORDS = env_int("ORG_MAX_STORED_RECORDS", 100_000_000)
+ORG_STORED_RECORDS_CACHE_SECONDS = env_int("ORG_STORED_RECORDS_CACHE_SECONDS", 5, minimum=1)
+INGEST_REQUESTS_PER_SECOND = env_int("INGEST_REQUESTS_PER_SECOND", 1000)
+# Scheduled pipelines of one organization whose schedule fires every minute.
+ORG_MAX_MINUTELY_PIPELINES = env_int("ORG_MAX_MINUTELY_PIPELINES", 5)
