@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
+
 from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
 from connectors.schema import schema_definition_errors
 from connectors.urlguard import UnsafeURL, validate_destination_url
@@ -119,7 +121,15 @@ def name_errors(
 
 
 def schema_errors(fields: object) -> list[InputError]:
-    """``connectors.schema.schema_definition_errors`` as input errors on ``schema``."""
+    """``connectors.schema.schema_definition_errors`` as input errors on ``schema``, after the
+    width limit ``SCHEMA_MAX_FIELDS`` (checked first: a huge schema costs no more than that)."""
+    limit = django_settings.SCHEMA_MAX_FIELDS
+    if isinstance(fields, Sequence) and not isinstance(fields, str | bytes) and len(fields) > limit:
+        message = (
+            f"A schema has at most {limit} fields; this one has {len(fields)}. Split the "
+            "records into several connectors, or keep nested data in a json field."
+        )
+        return [InputError(field="schema", message=message)]
     return [
         InputError(field="schema", message=error.message, index=error.index, key=error.field)
         for error in schema_definition_errors(fields=fields)

@@ -155,7 +155,8 @@ def _source_context(request: HttpRequest, connector: Connector) -> dict:
     samples = list(
         ingest_selectors.samples_of(organization=request.organization, connector=connector)
     )
-    columns = [name for name, _type, _nullable in connector.field_specs()]
+    all_columns = [name for name, _type, _nullable in connector.field_specs()]
+    columns = all_columns[: settings.PREVIEW_MAX_COLUMNS]
     percent = min(100, round(100 * status.sample_count / status.samples_required))
     return {
         "connector": connector,
@@ -164,6 +165,7 @@ def _source_context(request: HttpRequest, connector: Connector) -> dict:
         "samples": samples,
         "sample_rows": [[json_cell(record.data.get(c)) for c in columns] for record in samples],
         "columns": columns,
+        "hidden_columns": len(all_columns) - len(columns),
         "can_save": status.state != "active" and status.samples_missing == 0,
     }
 

@@ -115,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "osmos.tenancy.middleware.OrganizationMiddleware",
+    # Before any view or process_view (CSRF reads request.POST) touches the body.
+    "osmos.limits.BodySizeLimitMiddleware",
     "osmos.rls.middleware.RowLevelSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
