@@ -24,7 +24,6 @@ from typing import Any
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from connectors import api_docs
@@ -49,6 +48,7 @@ from connectors.validation import (
     raise_if_any,
 )
 from osmos.api import TenantScopedViewSet, json_error
+from osmos.parsers import DepthLimitedJSONParser
 
 # --- errors -------------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class ConnectorViewSet(TenantScopedViewSet):
     """Connectors of the caller's organization. Owners, admins and tokens write; members read."""
 
     serializer_class = ConnectorSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [DepthLimitedJSONParser]
 
     def scoped_queryset(self, organization):
         return connector_list(organization=organization)

@@ -43,6 +43,19 @@ class RecordCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def decode_cursor(self, request):
+        """DRF's cursor, refused (404 "Invalid cursor", as DRF answers any bad cursor) unless
+        its position is a sequence number: a crafted ``p=abc`` must not reach the query."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = int(cursor.position)
+            except ValueError:
+                raise NotFound(self.invalid_cursor_message) from None
+            if not 0 <= position < 2**63:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
+
 
 _DETAIL = inline_serializer("IngestDetail", fields={"detail": serializers.CharField()})
 _SAMPLES_REQUIRED = inline_serializer(
