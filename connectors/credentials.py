@@ -265,28 +265,30 @@ def moved_host_errors(
     """Refuse a URL change to another host that keeps stored secret header values.
 
     The headers must be given again with full values (not masked, not left out): a stored
-    ``Authorization`` must never be sent to a host its owner did not enter it for.
+    ``Authorization`` must never be sent to a host its owner did not enter it for. Each kept
+    (masked) header gets its own error at its index; headers left out get one error naming them.
     """
     url = destination.get("url")
     if not isinstance(url, str) or url_host(url) == url_host(stored.url):
         return []
-    stored_names = [h["name"] for h in stored.headers_encrypted]
-    if "headers" in destination:
-        given = destination["headers"] if isinstance(destination["headers"], list) else []
-        kept = [
-            item.get("name", "")
-            for item in given
-            if isinstance(item, Mapping) and is_masked(str(item.get("value", "")))
-        ]
-    else:
-        kept = stored_names
-    if not kept:
-        return []
-    message = (
-        f"The URL moves to another host: enter the values of {', '.join(kept)} again "
-        "(secret header values never follow a URL to a new host)."
-    )
-    return [InputError(field="destination.headers", message=message)]
+    why = "the URL moves to another host, and secret header values never follow a URL"
+    if "headers" not in destination:
+        names = [h["name"] for h in stored.headers_encrypted]
+        if not names:
+            return []
+        message = f"Enter the values of {', '.join(names)} again: {why}."
+        return [InputError(field="destination.headers", message=message)]
+    given = destination["headers"] if isinstance(destination["headers"], list) else []
+    return [
+        InputError(
+            field="destination.headers",
+            message=f"Enter the value of {item.get('name', '')} again: {why}.",
+            index=index,
+            key="value",
+        )
+        for index, item in enumerate(given)
+        if isinstance(item, Mapping) and is_masked(str(item.get("value", "")))
+    ]
 
 
 def host_changed(*, stored_url: str, new_url: object) -> bool:

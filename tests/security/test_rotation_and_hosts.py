@@ -135,7 +135,10 @@ def test_another_host_with_masked_values_is_400(api_a, destination):
     masked = destination["destination"]["headers"]
     response = patch(api_a, destination["id"], {"url": "http://127.0.0.2:8001/", "headers": masked})
     assert response.status_code == 400
-    assert "Authorization" in response.json()["detail"]
+    errors = response.json()["destination"]["headers"]
+    assert [(e["index"], e["field"]) for e in errors] == [(0, "value"), (1, "value")]
+    assert "Authorization" in errors[0]["message"]
+    assert "X-Api-Key" in errors[1]["message"]
 
 
 def test_another_port_is_another_host(api_a, destination):
@@ -166,3 +169,30 @@ def test_the_same_host_keeps_the_masked_values(api_a, destination):
     assert "secret" not in response.json()["destination"]["signing"]
     stored = DestinationSettings.objects.get(connector_id=destination["id"])
     assert crypto.decrypt(stored.headers_encrypted[0]["value"]) == "Bearer very-secret-1234"
+
+
+def test_the_edit_page_asks_for_the_header_values_again(owner, destination):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(owner)
+    masked = destination["destination"]["headers"]
+    page = client.post(
+        f"/connectors/{destination['id']}/edit/",
+        {
+            "name": "D",
+            "url": "http://127.0.0.2:8001/hook",
+            "method": "POST",
+            "write_mode": "batch",
+            "batch_size": "250000",
+            "timeout_seconds": "30",
+            "header_name": [h["name"] for h in masked],
+            "header_value": [h["value"] for h in masked],
+        },
+    )
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert "Enter the value of Authorization again" in html
+    assert "Enter the value of X-Api-Key again" in html
+    stored = DestinationSettings.objects.get(connector_id=destination["id"])
+    assert stored.url == "http://127.0.0.1:8001/hook"
