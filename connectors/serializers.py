@@ -46,17 +46,17 @@ class SigningSerializer(serializers.Serializer):
         help_text="Sign every request as Standard Webhooks (webhook-id, webhook-timestamp, "
         "webhook-signature)."
     )
+
+
+class SigningReadSerializer(SigningSerializer):
     secret = serializers.CharField(
-        read_only=True,
         required=False,
         help_text="The whsec_ secret: only in the response that enables signing, rotates the "
         "secret or moves the URL to another host.",
     )
     previous_secret_expires_at = serializers.DateTimeField(
-        read_only=True,
         required=False,
-        allow_null=True,
-        help_text="After a rotation: until when the previous secret signs too.",
+        help_text="After a rotation, for 24 hours: until when the previous secret signs too.",
     )
 
 
@@ -89,6 +89,12 @@ class DestinationSerializer(serializers.Serializer):
     split_failed_batches = serializers.BooleanField(default=False)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=300, default=30)
     signing = SigningSerializer(required=False)
+
+
+class DestinationReadSerializer(DestinationSerializer):
+    """The destination as answered: ``signing`` may hold the secret shown once."""
+
+    signing = SigningReadSerializer()
 
 
 class DestinationPatchSerializer(DestinationSerializer):
@@ -125,7 +131,7 @@ class ConnectorSerializer(serializers.Serializer):
     name = serializers.CharField()
     direction = serializers.ChoiceField(choices=Direction.values)
     schema = SchemaFieldSerializer(many=True)
-    destination = DestinationSerializer(allow_null=True)
+    destination = DestinationReadSerializer(allow_null=True)
     source = SourceSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

@@ -38,6 +38,10 @@ RESERVED_HEADERS = frozenset(
         "content-type",
         "user-agent",
         "idempotency-key",
+        # Standard Webhooks signing (connectors/signing.py): a static value would be a forgery.
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
     }
 )
 SCHEMA_IMMUTABLE_MESSAGE = (

@@ -209,3 +209,13 @@ def test_a_duplicated_destination_signs_with_its_own_secret(org_a, settings):
         )
         == original.signing_secret
     )
+
+
+@pytest.mark.parametrize("name", ["webhook-signature", "Webhook-Id", "webhook-timestamp"])
+def test_the_signature_headers_cannot_be_configured_as_static_headers(
+    api_a, destination_body, name
+):
+    destination_body["destination"]["headers"] = [{"name": name, "value": "v1,forged"}]
+    response = api_a.post(LIST, destination_body, format="json")
+    assert response.status_code == 400
+    assert "set by osmos" in response.json()["destination"]["headers"][0]["message"]
