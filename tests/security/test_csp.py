@@ -80,11 +80,11 @@ def test_every_page_of_the_url_map_has_the_strict_policy_and_no_inline_script(ow
 @pytest.mark.parametrize(
     "path", ["/login/", "/signup/", "/api/v1/docs/", "/no-such-page/", "/api/v1/nothing/"]
 )
-def test_anonymous_pages_and_errors_carry_the_policy(path):
+def test_anonymous_pages_and_errors_carry_the_policy(db, path):
     assert not check_page(Client().get(path))
 
 
-def test_the_docs_pages_are_served_by_the_product(client):
+def test_the_docs_pages_are_served_by_the_product(db, client):
     swagger = client.get("/api/v1/docs/")
     assert swagger.status_code == 200
     html = swagger.content.decode()
@@ -97,7 +97,7 @@ def test_the_docs_pages_are_served_by_the_product(client):
     assert bundle.status_code == 200
 
 
-def test_a_static_file_carries_the_policy_too(client):
+def test_a_static_file_carries_the_policy_too(db, client):
     response = client.get("/static/osmos/app.js")
     assert response.status_code == 200
     assert policy(response)["script-src"] == "'self'"
