@@ -340,6 +340,7 @@ EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]
 # Django's body cap for every request but ingest (which reads its body itself, under
 # INGEST_MAX_BODY_BYTES): an anonymous 400 MB POST /login/ must not grow the process by 400 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# Form fields per request: the schema builder posts 4 per field (500 fields = 2,000).
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 # The widest schema a connector may have (a 100,000-field schema made its page take 76 s).
 SCHEMA_MAX_FIELDS = env_int("SCHEMA_MAX_FIELDS", 500, minimum=1)
@@ -352,7 +353,7 @@ ORG_STORED_RECORDS_CACHE_SECONDS = env_int("ORG_STORED_RECORDS_CACHE_SECONDS", 5
 INGEST_REQUESTS_PER_SECOND = env_int("INGEST_REQUESTS_PER_SECOND", 1000)
 # Scheduled pipelines of one organization whose schedule fires every minute.
 ORG_MAX_MINUTELY_PIPELINES = env_int("ORG_MAX_MINUTELY_PIPELINES", 5)
-# Content-Security-Policy on every response (django-csp): scripts and styles sheets from our own
+# Content-Security-Policy on every response (django-csp): scripts and style sheets from our own
 # origin only, no inline script, no eval, nothing framed. Inline style *attributes* stay allowed
 # (style-src-attr): they cannot run code, and the pages use a few.
 CONTENT_SECURITY_POLICY = {
