@@ -23,7 +23,6 @@ from typing import Any
 
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from connectors import api_docs
@@ -36,16 +35,18 @@ from connectors.services import (
     connector_delete,
     connector_duplicate,
     connector_update,
+    destination_rotate_signing_secret,
     source_rotate_token,
 )
 from connectors.validation import DIRECTION_IMMUTABLE_MESSAGE, SCHEMA_IMMUTABLE_MESSAGE
 from osmos.api import TenantScopedViewSet
 from osmos.errors import InputError, InvalidInput, raise_if_any
+from osmos.parsers import DepthLimitedJSONParser
 
 # Inputs that are lists (their errors say which item) and objects (an error about the whole
 # object is its non_field_errors): see osmos.api.field_errors.
 INPUT_LISTS = ("schema", "destination.headers")
-INPUT_OBJECTS = ("destination",)
+INPUT_OBJECTS = ("destination", "source")
 
 
 def _json_object(data: Any) -> Mapping[str, Any]:
@@ -83,21 +84,22 @@ class ConnectorViewSet(TenantScopedViewSet):
 
     model = Connector
     serializer_class = ConnectorSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [DepthLimitedJSONParser]
     input_lists = INPUT_LISTS
     input_objects = INPUT_OBJECTS
 
     def safely_get_queryset(self, queryset):
         return with_schema_and_settings(queryset)
 
-    def _render(self, connector: Connector, *, code: int = 200, token: str | None = None):
+    def _render(self, connector: Connector, *, code: int = 200, issued=None):
         # Re-read so the response shows what is stored (schema order, masked headers).
         fresh = connector_get(organization=self.organization, connector_id=connector.pk)
-        context = {"request": self.request, "ingest_token": token}
+        context = {"request": self.request, "issued": issued}
         return Response(ConnectorSerializer(fresh, context=context).data, status=code)
 
     def _render_issued(self, result: ConnectorWithToken, *, code: int):
-        return self._render(result.connector, code=code, token=result.ingest_token)
+        """The connector with the secrets just issued, shown in this response only."""
+        return self._render(result.connector, code=code, issued=result)
 
     def list(self, request):
         direction = request.query_params.get("direction")
@@ -118,13 +120,15 @@ class ConnectorViewSet(TenantScopedViewSet):
     @api_docs.create_docs
     def create(self, request):
         body = _json_object(request.data)
-        raise_if_any(_unknown_key_errors(body, ("name", "direction", "schema", "destination")))
+        allowed = ("name", "direction", "schema", "destination", "source")
+        raise_if_any(_unknown_key_errors(body, allowed))
         result = connector_create(
             organization=self.organization,
             name=body.get("name"),
             direction=body.get("direction"),
             fields=body.get("schema"),
             destination=body.get("destination"),
+            source=body.get("source"),
         )
         return self._render_issued(result, code=status.HTTP_201_CREATED)
 
@@ -132,13 +136,14 @@ class ConnectorViewSet(TenantScopedViewSet):
     def partial_update(self, request, pk=None):
         connector = self.get_object()
         body = _json_object(request.data)
-        raise_if_any(_unknown_key_errors(body, ("name", "destination")))
-        connector_update(
+        raise_if_any(_unknown_key_errors(body, ("name", "destination", "source")))
+        result = connector_update(
             connector=connector,
             name=_present_or_invalid(body, "name"),
             destination=_present_or_invalid(body, "destination"),
+            source=_present_or_invalid(body, "source"),
         )
-        return self._render(connector)
+        return self._render_issued(result, code=status.HTTP_200_OK)
 
     @api_docs.destroy_docs
     def destroy(self, request, pk=None):
@@ -157,5 +162,16 @@ class ConnectorViewSet(TenantScopedViewSet):
     @api_docs.rotate_token_docs
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):
-        result = source_rotate_token(connector=self.get_object())
+        connector = self.get_object()
+        body = _json_object(request.data or {})
+        raise_if_any(_unknown_key_errors(body, ("grace_hours",)))
+        result = source_rotate_token(connector=connector, grace_hours=body.get("grace_hours"))
+        return self._render_issued(result, code=status.HTTP_200_OK)
+
+    @api_docs.rotate_signing_secret_docs
+    @action(detail=True, methods=["post"], url_path="rotate-signing-secret")
+    def rotate_signing_secret(self, request, pk=None):
+        connector = self.get_object()
+        _json_object(request.data or {})
+        result = destination_rotate_signing_secret(connector=connector)
         return self._render_issued(result, code=status.HTTP_200_OK)

@@ -22,7 +22,9 @@ from connectors.models import Direction
 from connectors.serializers import (
     ConnectorSerializer,
     DestinationSerializer,
+    RotateTokenSerializer,
     SchemaFieldSerializer,
+    SourceWriteSerializer,
 )
 from connectors.validation import MAX_NAME_LENGTH, SCHEMA_IMMUTABLE_MESSAGE
 from osmos.api import problem
@@ -35,12 +37,14 @@ class ConnectorCreateSerializer(serializers.Serializer):
     destination = DestinationSerializer(
         required=False, allow_null=True, help_text="Required for a destination; null for a source."
     )
+    source = SourceWriteSerializer(required=False, help_text="A source only: verification.")
 
 
 class ConnectorPatchSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=MAX_NAME_LENGTH, required=False)
     # partial: only the settings to change (``headers`` replaces the whole list).
     destination = DestinationSerializer(required=False, partial=True)
+    source = SourceWriteSerializer(required=False)
 
 
 class DuplicateSerializer(serializers.Serializer):
@@ -279,9 +283,22 @@ duplicate_docs = extend_schema(
 rotate_token_docs = extend_schema(
     summary="Rotate a source's ingest URL",
     parameters=[_ID],
-    description="Issues a new ingest token; the old URL stops working at once. The new "
+    description="Issues a new ingest token. The old URL stops working at once, or after "
+    "`grace_hours` (0-168; `source.previous_url_expires_at` says until when). The new "
     "`source.ingest_url` is shown in this response only. 400 for a destination.",
-    request=None,
+    request=RotateTokenSerializer,
     responses={200: ConnectorSerializer, 400: _ERROR_400, 403: _FORBIDDEN, 404: _NOT_FOUND},
     examples=[OpenApiExample("Rotated", value=_SOURCE_EXAMPLE, response_only=True)],
+)
+
+
+rotate_signing_secret_docs = extend_schema(
+    summary="Rotate a destination's signing secret",
+    parameters=[_ID],
+    description="Issues a new `whsec_` signing secret, shown in this response only "
+    "(`destination.signing.secret`). For 24 hours requests carry two signatures (new and "
+    "previous), so receivers can switch without a gap. Owners, admins and tokens only. 400 for "
+    "a source or a destination without signing enabled.",
+    request=None,
+    responses={200: ConnectorSerializer, 400: _ERROR_400, 403: _FORBIDDEN, 404: _NOT_FOUND},
 )

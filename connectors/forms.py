@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.http import QueryDict
 
 from connectors.models import Direction, FieldType, HttpMethod, WriteMode
@@ -229,7 +230,10 @@ def curl_example_body(field_specs: Sequence[tuple[str, str, bool]]) -> str:
 
 
 def json_cell(value: Any) -> str | None:
-    """A record value as shown in a table cell: text as is, anything else as JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+    """A record value as shown in a table cell: text as is, anything else as JSON, cut to
+    ``PREVIEW_MAX_CHARS`` characters (a record may hold megabytes: a page never does)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    limit = settings.PREVIEW_MAX_CHARS
+    return text if len(text) <= limit else text[: limit - 1] + "…"

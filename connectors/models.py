@@ -136,6 +136,13 @@ class DestinationSettings(models.Model):
     timeout_seconds = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(300)]
     )
+    # --- request signing (SPEC §5.4; connectors/signing.py) ------------------------------------
+    # The secret signs while enabled; after a rotation the previous one signs too until
+    # ``signing_previous_expires_at`` (24 h), so receivers can switch without a gap.
+    signing_enabled = models.BooleanField(default=False)
+    signing_secret_encrypted = models.TextField(blank=True, default="")
+    signing_previous_secret_encrypted = models.TextField(blank=True, default="")
+    signing_previous_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "destination settings"
@@ -157,11 +164,32 @@ class DestinationSettings(models.Model):
             {"name": name, "value": crypto.mask(value)} for name, value in self.decrypted_headers()
         ]
 
+    # --- request signing (SPEC §5.4) ------------------------------------------------------------
+    def signing_secrets(self, *, now) -> list[str]:
+        """The ``whsec_`` secrets that sign a request sent at ``now``, newest first; [] when
+        signing is off. Only the delivery engine and the signing services call this."""
+        if not self.signing_enabled or not self.signing_secret_encrypted:
+            return []
+        live = [crypto.decrypt(self.signing_secret_encrypted)]
+        expires = self.signing_previous_expires_at
+        if self.signing_previous_secret_encrypted and expires is not None and now < expires:
+            live.append(crypto.decrypt(self.signing_previous_secret_encrypted))
+        return live
+
 
 class SourceState(models.TextChoices):
     AWAITING_SAMPLES = "awaiting_samples", "Awaiting samples"
     READY = "ready", "Ready to save"
     ACTIVE = "active", "Active"
+
+
+class VerificationScheme(models.TextChoices):
+    NONE = "none", "None (the URL is the only credential)"
+    STANDARD_WEBHOOKS = "standard_webhooks", "Standard Webhooks (webhook-signature)"
+    HMAC_SHA256 = "hmac_sha256", "HMAC-SHA256 of the body in a header (GitHub/Shopify style)"
+
+
+DEFAULT_VERIFICATION_HEADER = "X-Signature"
 
 
 class SourceSettings(models.Model):
@@ -184,11 +212,27 @@ class SourceSettings(models.Model):
     last_sequence = models.PositiveBigIntegerField(default=0)
     token_rotated_at = models.DateTimeField(null=True, blank=True)
 
+    # --- security (SPEC §4: rotation grace, sender verification) ---------------------------------
+    # After a rotation with a grace period, the previous token still opens the ingest URL
+    # until ``previous_token_expires_at``.
+    previous_token_lookup = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    previous_token_hash = models.CharField(max_length=64, blank=True, default="")
+    previous_token_expires_at = models.DateTimeField(null=True, blank=True)
+    verification_scheme = models.CharField(
+        max_length=20, choices=VerificationScheme.choices, default=VerificationScheme.NONE
+    )
+    verification_header = models.CharField(max_length=256, blank=True, default="")
+    verification_secret_encrypted = models.TextField(blank=True, default="")
+
     class Meta:
         verbose_name_plural = "source settings"
 
     def __str__(self) -> str:
         return f"source {self.connector_id} ({self.state})"
+
+    def verification_secret(self) -> str:
+        """The plain sender-verification secret (the ingest path only)."""
+        return crypto.decrypt(self.verification_secret_encrypted)
 
 
 def allow_schema_delete(*, connector_id: uuid.UUID, using: str = "default") -> None:

@@ -9,6 +9,7 @@ import uuid
 from django.conf import settings
 from django.db.models import PROTECT, Prefetch, Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from connectors.models import Connector, Direction, SchemaField, SourceSettings
 from osmos.tenancy.models import Organization, secret_matches, split_lookup
@@ -77,7 +78,8 @@ def source_for_ingest_token(*, token: str) -> SourceSettings | None:
 
     The only read that finds a connector without an organization: the ingest endpoint has no
     other credential, the token IS the proof of access (256 random bits, compared with the
-    stored hash in constant time). Unknown, malformed and rotated tokens all give None.
+    stored hash in constant time). Unknown, malformed and rotated tokens all give None, except
+    a token rotated with a grace period, which still opens its source until the grace ends.
     """
     lookup = split_lookup(token)
     if lookup is None:
@@ -85,6 +87,13 @@ def source_for_ingest_token(*, token: str) -> SourceSettings | None:
     candidates = SourceSettings.objects.select_related("connector", "connector__organization")
     for source in candidates.filter(token_lookup=lookup):
         if secret_matches(token, source.token_hash):
+            return source
+    # A token rotated with a grace period keeps working until its expiry (SPEC §4).
+    in_grace = candidates.filter(
+        previous_token_lookup=lookup, previous_token_expires_at__gt=timezone.now()
+    )
+    for source in in_grace:
+        if secret_matches(token, source.previous_token_hash):
             return source
     return None
 

@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
-from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
+from connectors.credentials import MAX_GRACE_HOURS, verification_view
+from connectors.models import (
+    DEFAULT_VERIFICATION_HEADER,
+    MAX_BATCH_SIZE,
+    Connector,
+    Direction,
+    HttpMethod,
+    VerificationScheme,
+    WriteMode,
+)
 from connectors.schema import FIELD_TYPES
 from connectors.schema import MAX_NAME_LENGTH as MAX_FIELD_NAME_LENGTH
 from connectors.selectors import ingest_url
@@ -41,6 +51,43 @@ class HeaderSerializer(serializers.Serializer):
     )
 
 
+class SigningSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(
+        help_text="Sign every request as Standard Webhooks (webhook-id, webhook-timestamp, "
+        "webhook-signature)."
+    )
+
+
+class SigningReadSerializer(SigningSerializer):
+    secret = serializers.CharField(
+        required=False,
+        help_text="The whsec_ secret: only in the response that enables signing, rotates the "
+        "secret or moves the URL to another host.",
+    )
+    previous_secret_expires_at = serializers.DateTimeField(
+        required=False,
+        help_text="After a rotation, for 24 hours: until when the previous secret signs too.",
+    )
+
+
+class VerificationSerializer(serializers.Serializer):
+    scheme = serializers.ChoiceField(choices=VerificationScheme.values)
+    header = serializers.CharField(
+        required=False,
+        help_text="hmac_sha256 only: the request header holding the signature "
+        f"(default {DEFAULT_VERIFICATION_HEADER}).",
+    )
+    secret = serializers.CharField(
+        required=False,
+        help_text="Write (hmac_sha256 only): your own secret, 16-512 characters; without it one "
+        "is generated. Read: the generated secret, only in the response that issues it.",
+    )
+
+
+class SourceWriteSerializer(serializers.Serializer):
+    verification = VerificationSerializer(required=False)
+
+
 class DestinationSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
     method = serializers.ChoiceField(
@@ -59,6 +106,13 @@ class DestinationSerializer(serializers.Serializer):
     timeout_seconds = serializers.IntegerField(
         min_value=1, max_value=MAX_TIMEOUT_SECONDS, default=DESTINATION_DEFAULTS["timeout_seconds"]
     )
+    signing = SigningSerializer(required=False)
+
+
+class DestinationReadSerializer(DestinationSerializer):
+    """The destination as answered: ``signing`` may hold the secret shown once."""
+
+    signing = SigningReadSerializer()
 
 
 class SourceSerializer(serializers.Serializer):
@@ -69,6 +123,13 @@ class SourceSerializer(serializers.Serializer):
         required=False,
         help_text="Only in the responses that create it: create, duplicate, rotate-token.",
     )
+    previous_url_expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="After a rotation with grace_hours, while it lasts: until when the previous "
+        "URL works.",
+    )
+    verification = VerificationSerializer()
 
 
 class ConnectorSerializer(serializers.Serializer):
@@ -78,7 +139,7 @@ class ConnectorSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=MAX_NAME_LENGTH)
     direction = serializers.ChoiceField(choices=Direction.values)
     schema = SchemaFieldSerializer(many=True)
-    destination = DestinationSerializer(allow_null=True)
+    destination = DestinationReadSerializer(allow_null=True)
     source = SourceSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -99,9 +160,19 @@ class ConnectorSerializer(serializers.Serializer):
             "updated_at": as_time(connector.updated_at),
         }
 
-    @staticmethod
-    def _destination(connector: Connector) -> dict[str, Any]:
+    def _issued(self, name: str) -> str | None:
+        issued = self.context.get("issued")
+        return getattr(issued, name, None) if issued is not None else None
+
+    def _destination(self, connector: Connector) -> dict[str, Any]:
         settings_ = connector.destination
+        signing: dict[str, Any] = {"enabled": settings_.signing_enabled}
+        if settings_.signing_previous_expires_at and settings_.signing_previous_secret_encrypted:
+            signing["previous_secret_expires_at"] = serializers.DateTimeField().to_representation(
+                settings_.signing_previous_expires_at
+            )
+        if self._issued("signing_secret"):
+            signing["secret"] = self._issued("signing_secret")
         return {
             "url": settings_.url,
             "method": settings_.method,
@@ -110,6 +181,7 @@ class ConnectorSerializer(serializers.Serializer):
             "batch_size": settings_.batch_size,
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
+            "signing": signing,
         }
 
     def _source(self, connector: Connector) -> dict[str, Any]:
@@ -119,7 +191,22 @@ class ConnectorSerializer(serializers.Serializer):
             "sample_count": source.record_count,
             "samples_required": settings.INGEST_SAMPLES_REQUIRED,
         }
-        token = self.context.get("ingest_token")
+        token = self._issued("ingest_token")
         if token:
             data["ingest_url"] = ingest_url(token=token, request=self.context.get("request"))
+        expires = source.previous_token_expires_at
+        if expires and expires > timezone.now():
+            data["previous_url_expires_at"] = serializers.DateTimeField().to_representation(expires)
+        data["verification"] = verification_view(source)
+        if self._issued("verification_secret"):
+            data["verification"]["secret"] = self._issued("verification_secret")
         return data
+
+
+class RotateTokenSerializer(serializers.Serializer):
+    grace_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_GRACE_HOURS,
+        required=False,
+        help_text="How long the current URL keeps working (default 0: it stops at once).",
+    )

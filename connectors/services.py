@@ -13,9 +13,8 @@ from typing import Any
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import PROTECT, ProtectedError
-from django.utils import timezone
 
-from connectors import hooks
+from connectors import credentials, hooks
 from connectors.models import (
     Connector,
     DestinationSettings,
@@ -55,22 +54,43 @@ class ConnectorInUse(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class ConnectorWithToken:
-    """A connector and, for a source whose token was just issued, the plain ingest token.
+    """A connector and the plain secrets a write just issued: a source's ingest token or
+    sender-verification secret, a destination's signing secret.
 
-    The token is never stored (only its hash): show it once, then forget it.
+    Show them once, then forget them (the token is stored hashed, the secrets encrypted).
     """
 
     connector: Connector
     ingest_token: str | None = None
+    verification_secret: str | None = None
+    signing_secret: str | None = None
 
 
 # --- services -----------------------------------------------------------------------------------
 
 
-def _create_source_settings(connector: Connector) -> str:
+def _create_source_settings(
+    connector: Connector, verification: Mapping[str, Any] | None = None
+) -> ConnectorWithToken:
     token, lookup, token_hash = new_secret_token()
-    SourceSettings.objects.create(connector=connector, token_lookup=lookup, token_hash=token_hash)
-    return token
+    source = SourceSettings(connector=connector, token_lookup=lookup, token_hash=token_hash)
+    secret = credentials.apply_verification(source, verification) if verification else None
+    source.save()
+    return ConnectorWithToken(connector, ingest_token=token, verification_secret=secret)
+
+
+def _source_input_errors(*, direction: str, source: object) -> list[InputError]:
+    """Problems with a ``source`` input ``{"verification": {...}}`` (a source only)."""
+    if source is None:
+        return []
+    if direction != Direction.SOURCE:
+        return [InputError(field="source", message="A destination has no source settings.")]
+    if not isinstance(source, Mapping) or set(source) - {"verification"}:
+        message = "Source settings are an object with the key verification."
+        return [InputError(field="source", message=message)]
+    if "verification" not in source:
+        return []
+    return credentials.verification_errors(source["verification"])
 
 
 def _insert_schema(connector: Connector, fields: Sequence[Mapping[str, Any] | FieldSpec]) -> None:
@@ -110,14 +130,17 @@ def connector_create(
     direction: str,
     fields: Sequence[Mapping[str, Any] | FieldSpec],
     destination: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> ConnectorWithToken:
     """Create a connector with its immutable schema and the settings of its direction.
 
     ``fields``: the schema, a list of ``{"name", "type", "nullable"}`` (or ``FieldSpec``).
     ``destination`` (for a destination only): ``url`` (required) and optionally ``method``,
     ``headers`` (a list of ``{"name", "value"}``), ``write_mode``, ``batch_size``,
-    ``split_failed_batches``, ``timeout_seconds``. A source gets its ingest token, returned
-    in plain text only here.
+    ``split_failed_batches``, ``timeout_seconds``, ``signing`` (``{"enabled"}``: the signing
+    secret is returned once). ``source`` (for a source only): optionally ``verification``
+    (``{"scheme", "header", "secret"}``, see ``connectors.credentials``). A source gets its
+    ingest token, returned in plain text only here.
     Raises ``InvalidInput`` (nothing written) on any invalid input, including an unsafe URL.
     """
     errors = name_errors(organization=organization, name=name, exclude=None)
@@ -126,6 +149,7 @@ def connector_create(
         errors.append(InputError(field="direction", message=message))
     errors += schema_errors(fields)
     errors += destination_input_errors(direction=direction, destination=destination, required=True)
+    errors += _source_input_errors(direction=direction, source=source)
     raise_if_any(errors)
     if any(is_masked(h["value"]) for h in (destination or {}).get("headers", [])):
         message = "A new header cannot have a masked value; enter the full value."
@@ -134,7 +158,7 @@ def connector_create(
         connector = _insert_connector(organization=organization, name=name, direction=direction)
         _insert_schema(connector, fields)
         if direction == Direction.SOURCE:
-            return ConnectorWithToken(connector, ingest_token=_create_source_settings(connector))
+            return _create_source_settings(connector, (source or {}).get("verification"))
         values = {**DESTINATION_DEFAULTS, **destination}
         settings = DestinationSettings(
             connector=connector,
@@ -146,8 +170,11 @@ def connector_create(
             timeout_seconds=values["timeout_seconds"],
         )
         settings.headers_encrypted = encrypted_headers(values["headers"], stored={})
+        signing_secret = credentials.apply_signing(
+            settings, bool(values.get("signing", {}).get("enabled"))
+        )
         settings.save()
-    return ConnectorWithToken(connector)
+    return ConnectorWithToken(connector, signing_secret=signing_secret)
 
 
 def connector_update(
@@ -155,25 +182,42 @@ def connector_update(
     connector: Connector,
     name: str | None = None,
     destination: Mapping[str, Any] | None = None,
-) -> Connector:
-    """Rename a connector and/or change some destination settings. Never the schema.
+    source: Mapping[str, Any] | None = None,
+) -> ConnectorWithToken:
+    """Rename a connector and/or change some destination or source settings. Never the schema.
 
     ``destination`` holds only the settings to change; ``headers``, when given, replaces the
     whole list, and a value equal to the masked form of the stored value of the same header
-    (``••••1234``) keeps the stored secret. Raises ``InvalidInput`` (nothing written).
+    (``••••1234``) keeps the stored secret, except when ``url`` moves to another host: then
+    every header value must be entered again and the signing secret is replaced (SPEC §3.2).
+    ``source`` may hold ``verification``. Returns the connector with the secrets issued (to
+    show once). Raises ``InvalidInput`` (nothing written).
     """
     validate_connector_changes(connector=connector, name=name, destination=destination)
+    raise_if_any(_source_input_errors(direction=connector.direction, source=source))
+    issued: dict[str, str | None] = {}
     with transaction.atomic():
         if destination:
             settings = DestinationSettings.objects.select_for_update().get(connector=connector)
             connector.destination = settings
+            raise_if_any(credentials.moved_host_errors(stored=settings, destination=destination))
+            if credentials.host_changed(stored_url=settings.url, new_url=destination.get("url")):
+                issued["signing_secret"] = credentials.reset_signing_secret(settings)
             for key, value in destination.items():
                 if key == "headers":
                     stored = stored_headers(connector)
                     settings.headers_encrypted = encrypted_headers(value, stored)
+                elif key == "signing":
+                    secret = credentials.apply_signing(settings, value["enabled"])
+                    issued["signing_secret"] = secret or issued.get("signing_secret")
                 else:
                     setattr(settings, key, value.strip() if key == "url" else value)
             settings.save()
+        if source and "verification" in source:
+            secret = credentials.source_set_verification(
+                connector=connector, verification=source["verification"]
+            )
+            issued["verification_secret"] = secret
         if name is not None:
             connector.name = name.strip()
         try:
@@ -182,7 +226,7 @@ def connector_update(
         except IntegrityError:
             message = f"A connector named “{connector.name}” already exists in this organization."
             raise InvalidInput([InputError(field="name", message=message)]) from None
-    return connector
+    return ConnectorWithToken(connector, **issued)
 
 
 def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToken:
@@ -200,13 +244,18 @@ def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToke
         )
         _insert_schema(copy, fields)
         if connector.is_source:
-            return ConnectorWithToken(copy, ingest_token=_create_source_settings(copy))
+            # The copy gets its own URL and no verification: its senders are set up anew.
+            return _create_source_settings(copy)
         settings = DestinationSettings.objects.get(connector=connector)
         settings.pk = None
         settings.connector = copy
         settings._state.adding = True
+        # A copy signs with its own secret: one receiver's secret is never another's.
+        enabled = settings.signing_enabled
+        settings.signing_enabled = False
+        signing_secret = credentials.apply_signing(settings, enabled)
         settings.save()
-    return ConnectorWithToken(copy)
+    return ConnectorWithToken(copy, signing_secret=signing_secret)
 
 
 def pipelines_using(*, connector: Connector) -> list[str]:
@@ -245,24 +294,21 @@ def connector_delete(*, connector: Connector) -> None:
         raise ConnectorInUse([str(row) for row in exc.protected_objects]) from None
 
 
-def source_rotate_token(*, connector: Connector) -> ConnectorWithToken:
-    """Give a source a new ingest token (returned once); the old token stops working at once.
-
-    Raises ``InvalidInput`` for a destination connector.
+def source_rotate_token(
+    *, connector: Connector, grace_hours: int | None = None
+) -> ConnectorWithToken:
+    """Give a source a new ingest token (returned once). The old token stops working at once,
+    or after ``grace_hours`` (0-168). Raises ``InvalidInput`` for a destination connector or
+    an invalid ``grace_hours``.
     """
-    if not connector.is_source:
-        message = "Only a source connector has an ingest URL to rotate."
-        raise InvalidInput([InputError(field="direction", message=message)])
-    token, lookup, token_hash = new_secret_token()
-    with transaction.atomic():
-        settings = SourceSettings.objects.select_for_update().get(connector=connector)
-        settings.token_lookup = lookup
-        settings.token_hash = token_hash
-        settings.token_rotated_at = timezone.now()
-        settings.save(update_fields=["token_lookup", "token_hash", "token_rotated_at"])
-        connector.source = settings
-        connector.save(update_fields=["updated_at"])
+    token = credentials.source_rotate_token(connector=connector, grace_hours=grace_hours)
     return ConnectorWithToken(connector, ingest_token=token)
+
+
+def destination_rotate_signing_secret(*, connector: Connector) -> ConnectorWithToken:
+    """A new signing secret (returned once); the previous one signs too for 24 hours."""
+    secret = credentials.destination_rotate_signing_secret(connector=connector)
+    return ConnectorWithToken(connector, signing_secret=secret)
 
 
 # validate_connector_changes and DESTINATION_DEFAULTS are re-exported: the forms use them.
@@ -274,6 +320,7 @@ __all__ = [
     "connector_delete",
     "connector_duplicate",
     "connector_update",
+    "destination_rotate_signing_secret",
     "pipelines_using",
     "source_rotate_token",
     "validate_connector_changes",

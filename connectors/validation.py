@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings as django_settings
+
 from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
 from connectors.schema import schema_definition_errors
 from connectors.urlguard import UnsafeURL, validate_destination_url
@@ -37,6 +39,10 @@ RESERVED_HEADERS = frozenset(
         "content-type",
         "user-agent",
         "idempotency-key",
+        # Standard Webhooks signing (connectors/signing.py): a static value would be a forgery.
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
     }
 )
 SCHEMA_IMMUTABLE_MESSAGE = (
@@ -52,6 +58,7 @@ DESTINATION_KEYS = (
     "batch_size",
     "split_failed_batches",
     "timeout_seconds",
+    "signing",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -63,6 +70,7 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
 }
 # RFC 9110 "token": the characters a header name may contain.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+HEADER_NAME_PATTERN = _HEADER_NAME
 # Visible Latin-1 text, space and tab: what http.client can put on the wire unchanged.
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
@@ -100,7 +108,15 @@ def name_errors(
 
 
 def schema_errors(fields: object) -> list[InputError]:
-    """``connectors.schema.schema_definition_errors`` as input errors on ``schema``."""
+    """``connectors.schema.schema_definition_errors`` as input errors on ``schema``, after the
+    width limit ``SCHEMA_MAX_FIELDS`` (checked first: a huge schema costs no more than that)."""
+    limit = django_settings.SCHEMA_MAX_FIELDS
+    if isinstance(fields, Sequence) and not isinstance(fields, str | bytes) and len(fields) > limit:
+        message = (
+            f"A schema has at most {limit} fields; this one has {len(fields)}. Split the "
+            "records into several connectors, or keep nested data in a json field."
+        )
+        return [InputError(field="schema", message=message)]
     return [
         InputError(field=_under("schema", error.field), message=error.message, index=error.index)
         for error in schema_definition_errors(fields=fields)
@@ -183,6 +199,16 @@ def _headers_errors(headers: object) -> list[InputError]:
     ]
 
 
+def _signing_errors(value: object) -> list[InputError]:
+    if (
+        not isinstance(value, Mapping)
+        or set(value) != {"enabled"}
+        or not isinstance(value["enabled"], bool)
+    ):
+        return [InputError(field="destination.signing", message='Must be {"enabled": true|false}.')]
+    return []
+
+
 def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
     """Problems in (partial) destination settings; checks only the keys present."""
     checks = {
@@ -194,6 +220,7 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         "timeout_seconds": lambda v: [
             _int_setting_error("timeout_seconds", v, 1, MAX_TIMEOUT_SECONDS)
         ],
+        "signing": _signing_errors,
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)

@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.timezone import now
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connectors import hooks, selectors, services
@@ -31,16 +32,24 @@ from connectors.forms import (
     SchemaRow,
     curl_example_body,
 )
-from connectors.models import Connector, Direction
+from connectors.models import (
+    DEFAULT_VERIFICATION_HEADER,
+    Connector,
+    Direction,
+    VerificationScheme,
+)
 from osmos.errors import DomainError, InvalidInput
 from osmos.forms import attach_input_errors
 from osmos.tenancy.scope import tenant_object_or_404
 from osmos.tenancy.views import organization_required, require_manager
 
 PAGE_SIZE = 25
-# Plain ingest tokens exist only in the answer that issues them: we keep one in the session
-# until the next page of that connector has shown it, then forget it.
+# Plain ingest tokens and secrets exist only in the answer that issues them: we keep one in the
+# session until the next page of that connector has shown it, then forget it.
 _TOKEN_SESSION_KEY = "ingest_token:{}"
+_SECRET_SESSION_KEY = "issued_secret:{}"
+GRACE_CHOICES = [(0, "none: the old URL stops at once"), (1, "1 hour"), (24, "24 hours"),
+                 (72, "3 days"), (168, "7 days")]  # fmt: skip
 
 
 def _connector_or_404(request: HttpRequest, connector_id) -> Connector:
@@ -51,6 +60,14 @@ def _connector_or_404(request: HttpRequest, connector_id) -> Connector:
 def _remember_token(request: HttpRequest, result: services.ConnectorWithToken) -> None:
     if result.ingest_token:
         request.session[_TOKEN_SESSION_KEY.format(result.connector.pk)] = result.ingest_token
+    secret = result.signing_secret or result.verification_secret
+    if secret:
+        request.session[_SECRET_SESSION_KEY.format(result.connector.pk)] = secret
+
+
+def _issued_secret(request: HttpRequest, connector: Connector) -> str | None:
+    """The secret issued by the previous request, shown on this page only."""
+    return request.session.pop(_SECRET_SESSION_KEY.format(connector.pk), None)
 
 
 @organization_required
@@ -142,10 +159,22 @@ def connector_detail(request: HttpRequest, connector_id) -> HttpResponse:
     if connector.is_source:
         token = request.session.pop(_TOKEN_SESSION_KEY.format(connector.pk), None)
         context = hooks.source_page(organization=request.organization, connector=connector)
+        source = connector.source
+        in_grace = (
+            source.previous_token_expires_at
+            if source.previous_token_expires_at and source.previous_token_expires_at > now()
+            else None
+        )
         context.update(
             pipelines=pipelines,
             ingest_url=selectors.ingest_url(token=token, request=request) if token else None,
             example_body=curl_example_body(connector.field_specs()),
+            previous_url_expires_at=in_grace,
+            grace_choices=GRACE_CHOICES,
+            verification=source,
+            verification_schemes=VerificationScheme.choices,
+            default_verification_header=DEFAULT_VERIFICATION_HEADER,
+            issued_secret=_issued_secret(request, connector),
         )
         return render(request, "connectors/source.html", context)
     return _destination_page(request, connector, pipelines=pipelines)
@@ -163,8 +192,71 @@ def _destination_page(
             "headers": connector.destination.masked_headers(),
             "test_available": True,
             "test_result": test_result,
+            "issued_secret": _issued_secret(request, connector),
+            "signing_previous_until": _previous_until(connector.destination),
         },
     )
+
+
+def _previous_until(destination):
+    expires = destination.signing_previous_expires_at
+    if destination.signing_previous_secret_encrypted and expires and expires > now():
+        return expires
+    return None
+
+
+@organization_required
+@require_POST
+def destination_signing(request: HttpRequest, connector_id) -> HttpResponse:
+    """Enable, disable, or rotate the signing secret; a new secret is shown once."""
+    require_manager(request)
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404("Only a destination signs its requests.")
+    action = request.POST.get("action")
+    try:
+        if action == "rotate":
+            result = services.destination_rotate_signing_secret(connector=connector)
+            note = "New signing secret issued; the previous one also signs for 24 hours."
+        elif action in ("enable", "disable"):
+            enabled = action == "enable"
+            result = services.connector_update(
+                connector=connector, destination={"signing": {"enabled": enabled}}
+            )
+            note = "Signing enabled." if enabled else "Signing disabled; its secrets are forgotten."
+        else:
+            raise Http404("Unknown signing action.")
+    except InvalidInput as error:
+        messages.error(request, error.errors[0].message)
+    else:
+        _remember_token(request, result)
+        messages.success(request, note)
+    return redirect("connectors:detail", connector_id=connector.pk)
+
+
+@organization_required
+@require_POST
+def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
+    """Set how a source verifies its senders; a generated secret is shown once."""
+    require_manager(request)
+    connector = _connector_or_404(request, connector_id)
+    if not connector.is_source:
+        raise Http404("Only a source verifies its senders.")
+    verification = {"scheme": request.POST.get("scheme", "")}
+    if request.POST.get("header", "").strip():
+        verification["header"] = request.POST["header"].strip()
+    if request.POST.get("secret", ""):
+        verification["secret"] = request.POST["secret"]
+    try:
+        result = services.connector_update(
+            connector=connector, source={"verification": verification}
+        )
+    except InvalidInput as error:
+        messages.error(request, "; ".join(e.message for e in error.errors))
+    else:
+        _remember_token(request, result)
+        messages.success(request, "Sender verification saved.")
+    return redirect("connectors:detail", connector_id=connector.pk)
 
 
 @organization_required
@@ -215,12 +307,21 @@ def source_rotate(request: HttpRequest, connector_id) -> HttpResponse:
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
     try:
-        result = services.source_rotate_token(connector=connector)
+        grace_hours = int(request.POST.get("grace_hours") or 0)
+    except ValueError:
+        grace_hours = -1  # refused by the service with its message
+    try:
+        result = services.source_rotate_token(connector=connector, grace_hours=grace_hours)
     except DomainError as error:
         messages.error(request, error.detail)
     else:
         _remember_token(request, result)
-        messages.success(request, "New ingest URL issued. The old URL no longer works.")
+        if grace_hours:
+            messages.success(
+                request, f"New ingest URL issued. The old URL keeps working for {grace_hours} h."
+            )
+        else:
+            messages.success(request, "New ingest URL issued. The old URL no longer works.")
     return redirect("connectors:detail", connector_id=connector.pk)
 
 

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -44,6 +44,19 @@ class RecordCursorPagination(CursorPagination):
     page_size = 50  # = the samples required, so the first page is the sample preview
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        """DRF's cursor, refused (404 "Invalid cursor", as DRF answers any bad cursor) unless
+        its position is a sequence number: a crafted ``p=abc`` must not reach the query."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = int(cursor.position)
+            except ValueError:
+                raise NotFound(self.invalid_cursor_message) from None
+            if not 0 <= position < 2**63:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 _DETAIL = inline_serializer("IngestDetail", fields={"detail": serializers.CharField()})

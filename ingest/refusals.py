@@ -29,4 +29,8 @@ def refusal_body(error: DomainError) -> dict[str, Any]:
 
 
 def refusal_response(error: DomainError) -> JsonResponse:
-    return JsonResponse(refusal_body(error), status=status_of(error, STATUS_OF_INGEST))
+    return JsonResponse(
+        refusal_body(error),
+        status=status_of(error, STATUS_OF_INGEST),
+        headers=getattr(error, "headers", None),
+    )

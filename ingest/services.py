@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import string
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -30,9 +31,18 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from connectors.models import Connector, SchemaField, SourceSettings, SourceState
+from connectors import signing
+from connectors.models import (
+    DEFAULT_VERIFICATION_HEADER,
+    Connector,
+    SchemaField,
+    SourceSettings,
+    SourceState,
+    VerificationScheme,
+)
 from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
 from ingest import body as ingest_body
+from ingest import quotas
 from ingest.models import IdempotencyKey, Record
 from ingest.storage import RecordRejected, records_insert
 from osmos.errors import (
@@ -43,6 +53,7 @@ from osmos.errors import (
     Mismatch,
     Missing,
     TooLarge,
+    Unauthorized,
 )
 
 MAX_ERRORS_LISTED = 100
@@ -138,7 +149,38 @@ def records_ingest(
         if stored is not None:
             return _replay(stored, request_hash=request_hash)
     records = _valid_records(source.connector, data, kind)
-    return _store(source=source, records=records, key=key, request_hash=request_hash)
+    organization_id = source.connector.organization_id
+    quotas.check_storage_quota(organization_id=organization_id, adding=len(records))
+    result = _store(source=source, records=records, key=key, request_hash=request_hash)
+    if not result.replayed:
+        quotas.count_stored(organization_id=organization_id, added=len(records))
+    return result
+
+
+def sender_verify(*, source: SourceSettings, headers: Mapping[str, str], body: bytes) -> None:
+    """Check the sender's signature when the source requires one (SPEC §4).
+
+    ``body`` is the raw body as received (gzip still compressed). Raises ``Unauthorized``
+    for a missing, malformed, wrong or stale (over 5 minutes) signature.
+    """
+    scheme = source.verification_scheme
+    if scheme == VerificationScheme.NONE:
+        return
+    try:
+        if scheme == VerificationScheme.STANDARD_WEBHOOKS:
+            signing.verify_standard_webhooks(
+                headers=dict(headers), body=body, secret=source.verification_secret()
+            )
+        else:
+            header = source.verification_header or DEFAULT_VERIFICATION_HEADER
+            signing.verify_hmac_sha256(
+                header_value=headers.get(header),
+                header=header,
+                body=body,
+                secret=source.verification_secret(),
+            )
+    except signing.SignatureInvalid as exc:
+        raise Unauthorized(f"{exc} Nothing was stored.") from None
 
 
 def _checked_key(idempotency_key: str | None) -> str | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from connectors.forms import json_cell
 from connectors.models import Connector
 from ingest import selectors
@@ -18,7 +20,9 @@ def source_page_context(*, organization: Organization, connector: Connector) -> 
     """Template context: the gate's status and percent, and the samples as table rows."""
     status = selectors.source_status(organization=organization, connector=connector)
     samples = list(selectors.samples_of(organization=organization, connector=connector))
-    columns = [name for name, _type, _nullable in connector.field_specs()]
+    all_columns = [name for name, _type, _nullable in connector.field_specs()]
+    # A bounded preview: a 100,000-field schema once made this page take 76 s.
+    columns = all_columns[: settings.PREVIEW_MAX_COLUMNS]
     percent = min(100, round(100 * status.sample_count / status.samples_required))
     return {
         "connector": connector,
@@ -27,5 +31,6 @@ def source_page_context(*, organization: Organization, connector: Connector) -> 
         "samples": samples,
         "sample_rows": [[json_cell(record.data.get(c)) for c in columns] for record in samples],
         "columns": columns,
+        "hidden_columns": len(all_columns) - len(columns),
         "can_save": status.state != "active" and status.samples_missing == 0,
     }

@@ -1,8 +1,10 @@
 """The ingest endpoint ``POST /ingest/<token>/`` (SPEC §4).
 
 A plain Django view, not DRF: no session, no CSRF, no content negotiation, and the body is read
-once as bytes. The token in the URL is the only credential. Every answer is JSON; errors carry
-``detail``.
+once as bytes. The token in the URL is the credential, plus the sender's signature when the
+source requires one. Order of checks: token (404), request rate (429), headers (411/413/415),
+signature (401), body and records (400/413/422), storage quota (429). Every answer is JSON;
+errors carry ``detail``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from connectors.models import SourceSettings
 from connectors.selectors import source_for_ingest_token
+from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
-from ingest.services import check_request_headers, records_ingest
+from ingest.services import check_request_headers, records_ingest, sender_verify
 from osmos.errors import DomainError
 from osmos.observability import metrics
 
@@ -47,7 +50,9 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
             status=503,
             headers={"Retry-After": "5"},
         )
-    if seen.source is not None and 400 <= response.status_code < 500:
+    # Refusals of the request rate are not written down: a flood must not turn into as many
+    # database writes (the rate limit exists to spare the database).
+    if seen.source is not None and seen.rate_checked and 400 <= response.status_code < 500:
         connector = seen.source.connector
         rejection_record(
             organization_id=connector.organization_id,
@@ -66,6 +71,7 @@ class _Seen:
     """What the source debugger keeps of a refused request, once known."""
 
     source: SourceSettings | None = None
+    rate_checked: bool = False  # past the request-rate limit
     body_head: bytes = b""
 
 
@@ -76,6 +82,8 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         return JsonResponse(
             {"detail": "Unknown ingest URL (the token may have been rotated)."}, status=404
         )
+    check_request_rate(connector_id=source.connector_id)
+    seen.rate_checked = True
     headers = request.headers
     check_request_headers(
         content_type=headers.get("Content-Type"),
@@ -85,6 +93,9 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
     )
     body = request.read()
     seen.body_head = body[:EXCERPT_BYTES]
+    # Signatures cover the body as it came over the wire (before gzip decoding), as the
+    # senders that sign (GitHub, Shopify, Standard Webhooks libraries) compute them.
+    sender_verify(source=source, headers=headers, body=body)
     result = records_ingest(
         source=source,
         body=body,

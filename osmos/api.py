@@ -45,6 +45,8 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.TooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     errors.UnsupportedFormat: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     errors.Mismatch: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    errors.Unauthorized: status.HTTP_401_UNAUTHORIZED,
+    errors.TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 

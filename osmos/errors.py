@@ -81,6 +81,19 @@ class Mismatch(DomainError):
     """The request contradicts an earlier one (an idempotency key reused for another body)."""
 
 
+class Unauthorized(DomainError):
+    """The request does not prove who sent it (a missing, wrong or stale signature)."""
+
+
+class TooManyRequests(DomainError):
+    """Over a rate or a quota; ``headers`` say when to come back (``Retry-After``,
+    ``RateLimit-*``)."""
+
+    def __init__(self, detail: str, *, headers: dict[str, str], **extra: Any):
+        super().__init__(detail, **extra)
+        self.headers = headers
+
+
 def raise_if_any(errors: Sequence[InputError]) -> None:
     if errors:
         raise InvalidInput(errors)

@@ -96,9 +96,14 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # WhiteNoise serves static files under runserver too: Django's own static handler answered
+    # an encoded "..%2f" path with a 500 (SuspiciousFileOperation outside the error handling).
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "django_dramatiq",
     "osmos.tenancy",
     "osmos.notifications",
@@ -110,6 +115,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every response gets the Content-Security-Policy, errors of inner layers too.
+    "csp.middleware.CSPMiddleware",
     "osmos.observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -119,6 +126,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "osmos.tenancy.middleware.OrganizationMiddleware",
+    # Before any view or process_view (CSRF reads request.POST) touches the body.
+    "osmos.limits.BodySizeLimitMiddleware",
     "osmos.rls.middleware.RowLevelSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -216,11 +225,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "osmos.api.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
+    # JSON only: the browsable API broke on token users (?format=api was a 500), ran inline
+    # scripts (no CSP could allow it) and duplicated the documented docs page.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_PARSER_CLASSES": ["osmos.parsers.DepthLimitedJSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "osmos API",
@@ -230,6 +239,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # The docs page loads Swagger UI from our own static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # Dramatiq. Empty DRAMATIQ_BROKER_URL = the embedded in-process broker (worker threads run
@@ -305,8 +317,6 @@ INGEST_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # How long an ingest request waits for the connector's lock (held by a concurrent request to
 # the same connector while it writes) before answering 503; PostgreSQL only.
 INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
-# Django's own upload cap must not cut ingest bodies short; ingest enforces its own limit.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
 # --- Operations: request ids, logs, metrics (docs/operations.md) ---
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
@@ -384,3 +394,39 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "osmos.api.document_problems",
 ]
+# --- Security and limits (issue 14: docs/security.md) -----------------------------------------
+# Django's body cap for every request but ingest (which reads its body itself, under
+# INGEST_MAX_BODY_BYTES): an anonymous 400 MB POST /login/ must not grow the process by 400 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# Form fields per request: the schema builder posts 4 per field (500 fields = 2,000).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+# The widest schema a connector may have (a 100,000-field schema made its page take 76 s).
+SCHEMA_MAX_FIELDS = env_int("SCHEMA_MAX_FIELDS", 500, minimum=1)
+# Pages show at most this many columns of records, and this many characters of one value.
+PREVIEW_MAX_COLUMNS = env_int("PREVIEW_MAX_COLUMNS", 50, minimum=1)
+PREVIEW_MAX_CHARS = env_int("PREVIEW_MAX_CHARS", 200, minimum=16)
+# Quotas (0 = no limit): records stored per organization, ingest requests per source per second.
+ORG_MAX_STORED_RECORDS = env_int("ORG_MAX_STORED_RECORDS", 100_000_000)
+ORG_STORED_RECORDS_CACHE_SECONDS = env_int("ORG_STORED_RECORDS_CACHE_SECONDS", 5, minimum=1)
+INGEST_REQUESTS_PER_SECOND = env_int("INGEST_REQUESTS_PER_SECOND", 1000)
+# Scheduled pipelines of one organization whose schedule fires every minute.
+ORG_MAX_MINUTELY_PIPELINES = env_int("ORG_MAX_MINUTELY_PIPELINES", 5)
+# Content-Security-Policy on every response (django-csp): scripts and style sheets from our own
+# origin only, no inline script, no eval, nothing framed. Inline style *attributes* stay allowed
+# (style-src-attr): they cannot run code, and the pages use a few.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-elem": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}

@@ -21,7 +21,7 @@ from django.utils import timezone
 from connectors.models import Connector, Direction, SourceState
 from connectors.schema import FieldSpec
 from osmos.tenancy.models import Organization
-from pipelines import cron
+from pipelines import cron, limits
 from pipelines.mapping import default_mapping, mapping_errors
 from pipelines.models import (
     ACTIVE_RUN_STATES,
@@ -177,6 +177,7 @@ def pipeline_create(
         enabled=bool(enabled),
     )
     pipeline.next_run_at = _next_run_at(pipeline)
+    limits.check_minutely_cap(pipeline=pipeline)
     _save_named(pipeline)
     return pipeline
 
@@ -217,6 +218,7 @@ def pipeline_update(
         pipeline.enabled = bool(enabled)
     if reschedule:
         pipeline.next_run_at = _next_run_at(pipeline)
+        limits.check_minutely_cap(pipeline=pipeline)
     _save_named(pipeline)
     return pipeline
 

@@ -53,6 +53,7 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
             {"name": "Authorization", "value": "••••9f3a"},
             {"name": "X-Team", "value": "••••"},  # too short to show any of it
         ],
+        "signing": {"enabled": False},
     }
     assert SECRET not in response.content.decode()
     connector = Connector.objects.get(pk=data["id"])
@@ -71,6 +72,7 @@ def test_creating_a_source_shows_its_ingest_url_once(api_a):
         "state": "awaiting_samples",
         "sample_count": 0,
         "samples_required": 50,
+        "verification": {"scheme": "none"},
     }
     found = source_for_ingest_token(token=token_of(source["ingest_url"]))
     assert str(found.connector_id) == data["id"]
@@ -145,7 +147,10 @@ def test_unsafe_destination_urls_answer_400_at_create(api_a, refuse_private, url
         ([1, 2], "non_field_errors"),
         ("text", "non_field_errors"),
         ({"name": "S", "direction": "source", "schema": SCHEMA, "id": "x"}, "id"),
-        ({"name": "S", "direction": "source", "schema": SCHEMA, "source": {}}, "source"),
+        (
+            {"name": "S", "direction": "source", "schema": SCHEMA, "source": {"state": "x"}},
+            "source",
+        ),
         ({"name": "S", "direction": "source"}, "schema"),
         ({"name": "S", "direction": "source", "schema": "email:string"}, "schema"),
         ({"name": 5, "direction": "source", "schema": SCHEMA}, "name"),

@@ -71,8 +71,20 @@ def page(browser, live_server):
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
+    # Every page runs under the product's Content-Security-Policy: Chromium reports each
+    # violation on the console ("Refused to execute inline script because it violates …").
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert not violations, "CSP violations in the browser console:\n" + "\n".join(violations)
 
 
 # --- the customer's API ---------------------------------------------------------------------

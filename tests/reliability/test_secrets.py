@@ -11,10 +11,12 @@ import gzip
 import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
+from standardwebhooks.webhooks import Webhook
 
 from osmos.tenancy.models import ApiToken, Membership, Role
 from pipelines import delivery
@@ -255,6 +257,93 @@ def test_api_and_ingest_tokens_are_shown_once_and_never_logged(
             "rotated-in ingest token": new_world_token,
             "rotated-out ingest token": world.ingest_token,
             "API token of the world": world.api_token_secret,
+        }
+    )
+    assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.reliability
+def test_signing_and_verification_secrets_are_shown_once_and_never_logged(
+    world_a, owner_client, staff_client, evidence
+):
+    world = world_a
+    api = "/api/v1/connectors/"
+    # Issued in these responses only (not kept as evidence: they are meant to show them).
+    signed = owner_client.post(
+        api,
+        {
+            "name": "Signed",
+            "direction": "destination",
+            "schema": SCHEMA,
+            "destination": {"url": "http://127.0.0.1:9/", "signing": {"enabled": True}},
+        },
+        format="json",
+    ).json()
+    first_signing = signed["destination"]["signing"]["secret"]
+    rotated = owner_client.post(f"{api}{signed['id']}/rotate-signing-secret/")
+    second_signing = rotated.json()["destination"]["signing"]["secret"]
+    verified = owner_client.post(
+        api,
+        {
+            "name": "Verified",
+            "direction": "source",
+            "schema": SCHEMA,
+            "source": {"verification": {"scheme": "standard_webhooks"}},
+        },
+        format="json",
+    ).json()
+    verification_secret = verified["source"]["verification"]["secret"]
+    path = "/ingest/" + verified["source"]["ingest_url"].rstrip("/").rsplit("/", 1)[-1] + "/"
+    page_enabled = owner_client.post(
+        f"/connectors/{world.destination.pk}/signing/", {"action": "enable"}, follow=True
+    )
+    (page_secret,) = re.findall(r"whsec_[A-Za-z0-9+/=]{40,}", page_enabled.content.decode())
+    # The user's own HMAC secret is never echoed, not even in the response that sets it.
+    own = "own-shared-secret-0123456789"
+    evidence.keep(
+        "PATCH own hmac secret",
+        owner_client.patch(
+            f"{api}{world.source.pk}/",
+            {"source": {"verification": {"scheme": "hmac_sha256", "secret": own}}},
+            format="json",
+        ),
+    )
+
+    # Use them, well and badly: signed and unsigned ingest, a wrong key, a stale timestamp.
+    anonymous = APIClient()
+    body = json.dumps(schema_records(3))
+    for label, secret, at in (
+        ("signed", verification_secret, datetime.now(tz=UTC)),
+        ("stale", verification_secret, datetime.now(tz=UTC) - timedelta(minutes=10)),
+        ("other key", first_signing, datetime.now(tz=UTC)),
+    ):
+        headers = {
+            "HTTP_WEBHOOK_ID": "msg_1",
+            "HTTP_WEBHOOK_TIMESTAMP": str(int(at.timestamp())),
+            "HTTP_WEBHOOK_SIGNATURE": Webhook(secret).sign("msg_1", at, body),
+        }
+        response = anonymous.post(path, body.encode(), content_type="application/json", **headers)
+        assert response.status_code == (200 if label == "signed" else 401), label
+        evidence.keep(f"ingest {label}", response)
+    evidence.keep("ingest unsigned", anonymous.post(path, body, content_type="application/json"))
+    world_path = f"/ingest/{world.ingest_token}/"
+    evidence.keep(
+        "hmac unsigned", anonymous.post(world_path, body, content_type="application/json")
+    )
+    evidence.keep(
+        "rotate without signing",
+        owner_client.post(f"{api}{world.source.pk}/rotate-signing-secret/"),
+    )
+    _get_every_route(owner_client, world, evidence)
+    _get_every_admin_page(staff_client, world, evidence)
+
+    leaks = evidence.leaks(
+        {
+            "signing secret (first)": first_signing,
+            "signing secret (rotated)": second_signing,
+            "signing secret (page)": page_secret,
+            "verification secret": verification_secret,
+            "own HMAC secret": own,
         }
     )
     assert not leaks, "\n".join(leaks)

@@ -128,7 +128,9 @@ def test_an_api_token_never_grants_owner(org_a, owner):
     issued = api_token_create(organization=org_a, name="t", created_by=owner, role="admin")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
-    response = client.post("/api/v1/invitations/", {"email": "o@x.example", "role": "owner"})
+    response = client.post(
+        "/api/v1/invitations/", {"email": "o@x.example", "role": "owner"}, format="json"
+    )
     assert response.status_code == 403
     assert not Invitation.objects.exists()
 

@@ -280,7 +280,7 @@ def test_destination_page_masks_headers_and_edit_keeps_the_masked_secret(owner_p
         f"/connectors/{destination.pk}/edit/",
         {
             "name": "CRM v2",
-            "url": "http://127.0.0.1:8/other",
+            "url": "http://127.0.0.1:9/other",  # the same host: the masked secret is kept
             "method": "PATCH",
             "header_name": ["Authorization", "X-Tenant"],
             "header_value": ["••••3456", "acme"],
