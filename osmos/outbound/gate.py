@@ -43,8 +43,9 @@ now". A process does not ask the database for each request: it leases in blocks.
   At 20/s that is one claim per request (20 queries/s); at 10,000/s, one per 500 requests.
 - Concurrency: it leases as many slots as it has requests waiting, keeps them while it is busy
   and returns them after LINGER_SECONDS without use, so a run that sends back to back takes
-  one lease and then none (single mode measured ~1,750 requests/s to a fast sink without the
-  gate; the permit path is a lock and two counters).
+  one lease and then none. Measured on PostgreSQL, 8 threads of one process, no rate limit:
+  ~35,000 acquire+release a second (~30 us each, against ~570 us per request of single mode
+  at its ~1,750 requests/s) and 16 queries a second, all of them the periodic read below.
 - Pause, pace and AIMD: read with the rate claim or, with no rate limit, once per
   OUTBOUND_GATE_SYNC_SECONDS (default 0.05 s: 20 primary-key reads a second per busy process).
 A background thread per process renews the leases every third of their TTL (so a request that
