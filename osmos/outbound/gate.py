@@ -168,7 +168,7 @@ class Store(Protocol):
     ) -> Claim | Shared: ...
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]: ...
 
     def renew(self, *, holder: str, ttl: float) -> None: ...
@@ -231,7 +231,7 @@ class MemoryStore:
             return Claim(start - now, interval, count, shared)
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]:
         with self._lock:
             now = time.monotonic()
@@ -241,7 +241,9 @@ class MemoryStore:
                     del self._leases[lease_key]
             limit = min(maximum, state.concurrency or maximum)
             others = sum(n for (k, h), (n, _) in self._leases.items() if k == key and h != holder)
-            granted = max(0, min(slots, limit - others))
+            # Slots in use stay held (a request on the wire cannot be recalled), even when
+            # AIMD has lowered the limit below what the holders have.
+            granted = max(keep, min(slots, limit - others))
             if granted:
                 self._leases[(key, holder)] = (granted, now + ttl)
             else:
@@ -378,7 +380,7 @@ class PostgresStore:
         return Claim(float(row[0]), step, count, shared, db_now=float(row[7]))
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
@@ -404,7 +406,9 @@ class PostgresStore:
             )
             others = int(cursor.fetchone()[0])
             limit = min(maximum, shared.concurrency or maximum)
-            granted = max(0, min(slots, limit - others))
+            # Slots in use stay held (a request on the wire cannot be recalled), even when
+            # AIMD has lowered the limit below what the holders have.
+            granted = max(keep, min(slots, limit - others))
             if granted:
                 cursor.execute(
                     "INSERT INTO outbound_gate_lease (destination_id, holder, slots, expires_at) "
@@ -688,12 +692,13 @@ class DestinationGate:
             return False
         try:
             with self._cond:
-                before = self._held
+                before, in_use = self._held, self._in_use
             result = self._store_guarded(
                 self._store.hold,
                 self.destination_id,
                 holder=self._holder,
                 slots=want,
+                keep=in_use,
                 maximum=self.max_concurrency,
                 ttl=_lease_seconds(),
             )
