@@ -27,7 +27,8 @@ What it guarantees
   until its reset (`remaining / reset` per second, when lower than the rate limit).
 - **AIMD**: a 429 halves the concurrency allowed (at most once a second: the other requests in
   flight when the first 429 came say nothing new); then every `concurrency` successes in a
-  row raise it by one, up to `max_concurrency`.
+  row raise it by one, up to `max_concurrency`. Requests already in flight keep their slots:
+  the lower limit applies to new permits.
 
 How it holds across hosts, and why it stays fast
 Shared state is in PostgreSQL (the one service every deployment has; the broker may be Redis
@@ -40,7 +41,7 @@ now". A process does not ask the database for each request: it leases in blocks.
   estimate of the database clock (NTP-style: the claim with the shortest round trip of the
   last 10 s; ~1 ms of error on one machine or in a data centre). A send time not used within
   SLOT_GRACE_SECONDS (20 ms) of its time is dropped: used later, it could bunch with the next.
-  At 20/s that is one claim per request (20 queries/s); at 10,000/s, one per 500 requests.
+  At 20/s that is one claim per request (20 queries/s); at 10,000/s, one per ~480.
 - Concurrency: it leases as many slots as it has requests waiting, keeps them while it is busy
   and returns them after LINGER_SECONDS without use, so a run that sends back to back takes
   one lease and then none. Measured on PostgreSQL, 8 threads of one process, no rate limit:
