@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from osmos.outbound import gate as gate_module
-from osmos.outbound.gate import aimd_decrease, aimd_increase, close_all, destination_gate
+from osmos.outbound.gate import close_all, destination_gate
+from osmos.outbound.gatestore import aimd_decrease, aimd_increase
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
