@@ -25,9 +25,10 @@ from connectors.models import (
     SourceSettings,
     VerificationScheme,
 )
-from connectors.validation import HEADER_NAME_PATTERN, is_masked
+from connectors.validation import is_masked
 from osmos import crypto
 from osmos.errors import InputError, InvalidInput, raise_if_any
+from osmos.outbound.headers import is_valid_header_name
 from osmos.tenancy.models import new_secret_token
 
 MAX_GRACE_HOURS = 168
@@ -111,7 +112,7 @@ def verification_errors(value: object) -> list[InputError]:
     if value.get("scheme") not in VerificationScheme.values:
         return error(f"Must be one of {', '.join(VerificationScheme.values)}.", "scheme")
     header = value.get("header")
-    valid_header = isinstance(header, str) and HEADER_NAME_PATTERN.fullmatch(header)
+    valid_header = isinstance(header, str) and is_valid_header_name(header)
     if header is not None and (not valid_header or len(header) > 256):
         return error("A header name is letters, digits and !#$%&'*+-.^_`|~ only.", "header")
     secret = value.get("secret")

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "ingest",
     "pipelines",
     "osmos.rls",
+    "osmos.outbound",
     "osmos",  # project-wide management commands (run_embedded) and static files
 ]
 
@@ -430,3 +431,10 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+# Outbound requests: the destination gate (osmos/outbound/gate.py, docs/delivery.md).
+# A process's concurrency slots come back this long after it dies (its lease is not renewed).
+OUTBOUND_GATE_LEASE_SECONDS = env_float("OUTBOUND_GATE_LEASE_SECONDS", 30.0)
+# How stale a process's view of a destination's pause, pace and AIMD concurrency may be.
+OUTBOUND_GATE_SYNC_SECONDS = env_float("OUTBOUND_GATE_SYNC_SECONDS", 0.05)
+# A permit never released (a bug) is taken back after this long: above the longest request.
+OUTBOUND_GATE_PERMIT_MAX_SECONDS = env_float("OUTBOUND_GATE_PERMIT_MAX_SECONDS", 600.0)
