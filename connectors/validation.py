@@ -9,15 +9,21 @@ its attribute), ``destination`` (the settings as a whole), ``destination.<settin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
 from connectors.schema import schema_definition_errors
-from connectors.urlguard import UnsafeURL, validate_destination_url
 from osmos import crypto
+from osmos.outbound.headers import (
+    NAME_MESSAGE,
+    RESERVED_HEADERS,
+    VALUE_MESSAGE,
+    is_valid_header_name,
+    is_valid_header_value,
+)
+from osmos.outbound.urlguard import UnsafeURL, validate_destination_url
 from osmos.tenancy.models import Organization
 
 MAX_NAME_LENGTH = Connector._meta.get_field("name").max_length
@@ -25,19 +31,6 @@ MAX_TIMEOUT_SECONDS = 300
 MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 256
 MAX_HEADER_VALUE_LENGTH = 8192
-# Set by osmos on every request (SPEC §5) or by HTTP framing itself: a customer value would
-# either be ignored or corrupt the request.
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "content-type",
-        "user-agent",
-        "idempotency-key",
-    }
-)
 SCHEMA_IMMUTABLE_MESSAGE = (
     "The schema cannot be changed once the connector is saved; "
     "duplicate the connector to get one with a different schema."
@@ -60,10 +53,6 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "split_failed_batches": False,
     "timeout_seconds": 30,
 }
-# RFC 9110 "token": the characters a header name may contain.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Visible Latin-1 text, space and tab: what http.client can put on the wire unchanged.
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +147,8 @@ def _header_item_errors(index: int, item: object, seen: set[str]) -> list[InputE
         return [error(None, "Each header is an object with exactly the keys name and value.")]
     name, value = item["name"], item["value"]
     errors = []
-    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-        errors.append(error("name", "A header name is letters, digits and !#$%&'*+-.^_`|~ only."))
+    if not is_valid_header_name(name):
+        errors.append(error("name", NAME_MESSAGE))
     elif len(name) > MAX_HEADER_NAME_LENGTH:
         errors.append(error("name", f"A header name is at most {MAX_HEADER_NAME_LENGTH} long."))
     elif name.lower() in RESERVED_HEADERS:
@@ -174,10 +163,8 @@ def _header_item_errors(index: int, item: object, seen: set[str]) -> list[InputE
         errors.append(error("value", f"A header value is at most {MAX_HEADER_VALUE_LENGTH} long."))
     elif is_masked(value):
         pass  # "keep the stored value": checked against the stored headers, not as text
-    elif not _HEADER_VALUE.fullmatch(value):
-        errors.append(
-            error("value", "A header value is printable Latin-1 text without line breaks.")
-        )
+    elif not is_valid_header_value(value):
+        errors.append(error("value", VALUE_MESSAGE))
     return errors
 
 

@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "ingest",
     "pipelines",
     "osmos.rls",
+    "osmos.outbound",
 ]
 
 MIDDLEWARE = [

@@ -51,7 +51,7 @@ from django.utils import timezone
 
 from connectors.models import WriteMode
 from connectors.schema import compile_schema
-from pipelines.http import OutboundSession
+from osmos.outbound.client import OutboundSession
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.records import (

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 
 from connectors.models import Connector, WriteMode
 from connectors.schema import compile_schema
-from pipelines.http import DeliveryError, OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession
 from pipelines.retries import Target
 
 # A valid value of each schema type, for made-up sample records.

@@ -1,6 +1,6 @@
 """Sending one request with bounded retries: backoff with jitter, Retry-After honoured.
 
-Transient failures (connection errors, timeouts, 408, 429, 5xx: see ``pipelines.http``) are
+Transient failures (connection errors, timeouts, 408, 429, 5xx: see ``osmos.outbound.client``) are
 retried up to settings.DELIVERY_MAX_ATTEMPTS times; the wait between attempts is cut short
 when the run is cancelled or its lease lost (``abort``).
 """
@@ -17,7 +17,7 @@ from typing import IO
 from django.conf import settings
 
 from connectors.models import DestinationSettings
-from pipelines.http import DeliveryError, OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession
 
 
 def retry_delay(

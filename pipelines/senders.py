@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pipelines.http import DeliveryError, OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession
 from pipelines.models import RequestLog, Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,

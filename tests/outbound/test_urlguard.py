@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from connectors.urlguard import (
+from osmos.outbound.urlguard import (
     MAX_URL_LENGTH,
     UnresolvableHost,
     UnsafeURL,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pipelines.http import USER_AGENT, DeliveryError, OutboundSession, parse_retry_after
+from osmos.outbound.client import USER_AGENT, DeliveryError, OutboundSession, parse_retry_after
 
 SECRET = "Bearer s3cr3t-t0ken-value-9f8e7d"
 

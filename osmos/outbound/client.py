@@ -2,7 +2,7 @@
 
 Every request goes through `OutboundSession.send`, which
 - forces a timeout, names the product in `User-Agent`, never follows redirects;
-- runs the address guard (`connectors.urlguard`) when a connection is opened and connects
+- runs the address guard (`osmos.outbound.urlguard`) when a connection is opened and connects
   to the address it checked: the host is resolved once, every answer is checked, and the TCP
   connection goes to a checked IP, so a DNS answer that changes between the check and the
   connect (DNS rebinding) is never used. `Host`, TLS SNI and certificate verification still
@@ -19,7 +19,6 @@ import functools
 import io
 import logging
 import math
-import re
 import socket
 import time
 from dataclasses import dataclass
@@ -33,7 +32,13 @@ import certifi
 import urllib3
 from django.conf import settings
 
-from connectors.urlguard import (
+from osmos.outbound.headers import (
+    RESERVED_HEADERS,
+    VALUE_MESSAGE,
+    is_valid_header_name,
+    is_valid_header_value,
+)
+from osmos.outbound.urlguard import (
     DEFAULT_PORTS,
     IPAddress,
     Resolver,
@@ -54,11 +59,6 @@ DEFAULT_RETRY_AFTER_CAP_SECONDS = 300.0
 # connections) per host during a run instead of a lookup per request.
 DEFAULT_DNS_CACHE_SECONDS = 30.0
 UPLOAD_BLOCK_BYTES = 256 * 1024
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Set by send itself or by the connection: a customer header with one of these names is ignored.
-_SET_BY_SEND = ("content-type", "user-agent", "idempotency-key", "host")
-_RESERVED_HEADERS = frozenset((*_SET_BY_SEND, "content-length", "transfer-encoding", "connection"))
 
 
 try:
@@ -297,30 +297,19 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def _request_headers(headers: list[tuple[str, str]], idempotency_key: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for name, value in headers:
-        if not _HEADER_NAME.fullmatch(name):
+        if not is_valid_header_name(name):
             raise DeliveryError(f"The header name {name!r} is not valid.", transient=False)
-        if name.lower() in _RESERVED_HEADERS:
+        if name.lower() in RESERVED_HEADERS:  # set below or by the connection
             continue
-        if not _is_valid_header_value(value):
+        if not is_valid_header_value(value):
             raise DeliveryError(
-                f"The value of the header {name} is not valid: it must be one line of "
-                "Latin-1 text that does not start with a space.",
-                transient=False,
+                f"The value of the header {name} is not valid. {VALUE_MESSAGE}", transient=False
             )
         result[name] = value
     result["Content-Type"] = "application/json"
     result["User-Agent"] = USER_AGENT
     result["Idempotency-Key"] = idempotency_key
     return result
-
-
-def _is_valid_header_value(value: str) -> bool:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    has_control = any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value)
-    return not has_control and not value[:1].isspace()
 
 
 def _host_header(url: str) -> str:

@@ -3,7 +3,7 @@
 Destinations are customer input, so a URL could point at the product's own network
 (loopback, private ranges, cloud metadata services). The guard runs when a destination is
 saved (`validate_destination_url`) and again when each connection is opened
-(`resolve_and_check`, called by `pipelines.http`), where the connection is then made to the
+(`resolve_and_check`, called by `osmos.outbound.client`), where the connection is then made to the
 checked address so that a DNS answer cannot change between the check and the connect.
 
 `settings.OUTBOUND_ALLOWED_NETWORKS` (CIDR strings) lets development and tests reach
