@@ -12,7 +12,20 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
+from connectors.health import health_of
+from connectors.models import (
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_RATE_LIMIT_PER_SECOND,
+    MIN_RATE_LIMIT_PER_SECOND,
+    Connector,
+    Direction,
+    HealthState,
+    HttpMethod,
+    ResponseFormat,
+    WriteMode,
+)
 from connectors.schema import FIELD_TYPES
 from connectors.selectors import ingest_url
 
@@ -31,6 +44,17 @@ class HeaderSerializer(serializers.Serializer):
     )
 
 
+class DestinationHealthSerializer(serializers.Serializer):
+    """Read-only (SPEC §5.2): whether the destination answers; see docs/delivery.md."""
+
+    state = serializers.ChoiceField(choices=HealthState.values)
+    since = serializers.DateTimeField()
+    last_error = serializers.CharField(allow_blank=True)
+    next_probe_at = serializers.DateTimeField(
+        allow_null=True, help_text="While failing: when the next attempt goes."
+    )
+
+
 class DestinationSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
     method = serializers.ChoiceField(choices=HttpMethod.values, default=HttpMethod.POST)
@@ -40,7 +64,34 @@ class DestinationSerializer(serializers.Serializer):
         min_value=1, max_value=MAX_BATCH_SIZE, default=MAX_BATCH_SIZE
     )
     split_failed_batches = serializers.BooleanField(default=False)
-    timeout_seconds = serializers.IntegerField(min_value=1, max_value=300, default=30)
+    timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=300,
+        default=30,
+        help_text="Bounds the whole request: connect, send and the complete response.",
+    )
+    rate_limit_per_second = serializers.FloatField(
+        min_value=MIN_RATE_LIMIT_PER_SECOND,
+        max_value=MAX_RATE_LIMIT_PER_SECOND,
+        allow_null=True,
+        default=None,
+        help_text="The most requests per second to this destination, across all runs, "
+        "workers and hosts; null = no limit.",
+    )
+    max_concurrency = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_CONCURRENCY,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help_text="The most requests in flight to this destination at once, across all runs, "
+        "workers and hosts.",
+    )
+    response_format = serializers.ChoiceField(
+        choices=ResponseFormat.values,
+        default=ResponseFormat.NONE,
+        help_text="`none`: any 2xx delivers every record of the request. `per_record`: a "
+        'body `{"rejected": [{"index", "reason"}]}` fails those records (docs/delivery.md).',
+    )
+    health = DestinationHealthSerializer(read_only=True, required=False)
 
 
 class DestinationPatchSerializer(DestinationSerializer):
@@ -102,6 +153,10 @@ class ConnectorSerializer(serializers.Serializer):
             "batch_size": settings_.batch_size,
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
+            "rate_limit_per_second": settings_.rate_limit_per_second,
+            "max_concurrency": settings_.max_concurrency,
+            "response_format": settings_.response_format,
+            "health": DestinationHealthSerializer(health_of(connector)).data,
         }
 
     def _source(self, connector: Connector) -> dict[str, Any]:

@@ -117,7 +117,8 @@ def connector_create(
     ``fields``: the schema, a list of ``{"name", "type", "nullable"}`` (or ``FieldSpec``).
     ``destination`` (for a destination only): ``url`` (required) and optionally ``method``,
     ``headers`` (a list of ``{"name", "value"}``), ``write_mode``, ``batch_size``,
-    ``split_failed_batches``, ``timeout_seconds``. A source gets its ingest token, returned
+    ``split_failed_batches``, ``timeout_seconds``, ``rate_limit_per_second``,
+    ``max_concurrency``, ``response_format``. A source gets its ingest token, returned
     in plain text only here.
     Raises ``ConnectorError`` (nothing written) on any invalid input, including an unsafe URL.
     """
@@ -145,6 +146,9 @@ def connector_create(
             batch_size=values["batch_size"],
             split_failed_batches=values["split_failed_batches"],
             timeout_seconds=values["timeout_seconds"],
+            rate_limit_per_second=values["rate_limit_per_second"],
+            max_concurrency=values["max_concurrency"],
+            response_format=values["response_format"],
         )
         settings.headers_encrypted = encrypted_headers(values["headers"], stored={})
         settings.save()

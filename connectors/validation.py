@@ -13,7 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
+from connectors.models import (
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_RATE_LIMIT_PER_SECOND,
+    MIN_RATE_LIMIT_PER_SECOND,
+    Connector,
+    Direction,
+    HttpMethod,
+    ResponseFormat,
+    WriteMode,
+)
 from connectors.schema import schema_definition_errors
 from osmos import crypto
 from osmos.outbound.headers import (
@@ -44,6 +55,9 @@ DESTINATION_KEYS = (
     "batch_size",
     "split_failed_batches",
     "timeout_seconds",
+    "rate_limit_per_second",
+    "max_concurrency",
+    "response_format",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -52,6 +66,9 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "batch_size": MAX_BATCH_SIZE,
     "split_failed_batches": False,
     "timeout_seconds": 30,
+    "rate_limit_per_second": None,
+    "max_concurrency": DEFAULT_MAX_CONCURRENCY,
+    "response_format": ResponseFormat.NONE.value,
 }
 
 
@@ -119,6 +136,19 @@ def _int_setting_error(key: str, value: object, low: int, high: int) -> InputErr
         return InputError(
             field=f"destination.{key}", message=f"Must be a whole number from {low} to {high:,}."
         )
+    return None
+
+
+def _rate_limit_error(value: object) -> InputError | None:
+    # null = no limit; JSON has one number type, so 5 and 0.5 are both fine.
+    if value is None:
+        return None
+    low, high = MIN_RATE_LIMIT_PER_SECOND, MAX_RATE_LIMIT_PER_SECOND
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        message = (
+            f"Must be null (no limit) or a number of requests per second from {low} to {high:,}."
+        )
+        return InputError(field="destination.rate_limit_per_second", message=message)
     return None
 
 
@@ -194,6 +224,9 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         "timeout_seconds": lambda v: [
             _int_setting_error("timeout_seconds", v, 1, MAX_TIMEOUT_SECONDS)
         ],
+        "rate_limit_per_second": lambda v: [_rate_limit_error(v)],
+        "max_concurrency": lambda v: [_int_setting_error("max_concurrency", v, 1, MAX_CONCURRENCY)],
+        "response_format": lambda v: [_choice_error("response_format", v, ResponseFormat.values)],
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)

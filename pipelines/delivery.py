@@ -49,20 +49,29 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.models import WriteMode
+from connectors.health import (
+    health_pause,
+    health_record_failure,
+    health_record_success,
+    probe_claim,
+)
+from connectors.models import HealthState, WriteMode
 from connectors.schema import compile_schema
-from osmos.outbound.client import OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.tenancy.models import Organization
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.queue import run_enqueue
 from pipelines.records import (
     FailureSpool,
     Outcome,
+    Step,
     chunk_rows,
     encode,
     record_preparer,
     run_selection,
 )
-from pipelines.retries import Target
+from pipelines.retries import GONE, Target, gave_up_reason, next_delay
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
 from pipelines.slots import destination_slot
 
@@ -84,8 +93,20 @@ def _stale_before() -> Any:
     return timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
 
 
+ORGANIZATION_LIMIT_REASON = (
+    "Waiting for one of the organization's {limit} runs in progress to end "
+    "(at most {limit} run at once)."
+)
+EARLIER_RUN_REASON = "Waiting for an earlier run of this pipeline to end (records go in order)."
+PAUSED_REASON = "The destination is paused (it answered 410 Gone): resume it to go on. {error}"
+FAILING_REASON = "The destination is failing; another run is trying it. {error}"
+
+
 def _acquire(run_id: uuid.UUID) -> uuid.UUID | None:
-    """Take the run's lease; None when it is finished, gone, or held by a live worker."""
+    """Take the run's lease; None when it is finished, gone, held by a live worker, waiting
+    for a later time, or handed back (to the queue: the organization's limit of runs at once,
+    an earlier run of its pipeline; or to waiting: its destination is failing or paused).
+    """
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.finished_at is not None:
@@ -94,14 +115,95 @@ def _acquire(run_id: uuid.UUID) -> uuid.UUID | None:
         if run.lease_token is not None and live:
             return None
         now = timezone.now()
+        if run.state == RunState.WAITING and (run.waiting_until is None or run.waiting_until > now):
+            return None  # an early or duplicate message: the run's time has not come
+        if run.state != RunState.CANCELLED and not _may_start(run, now):
+            return None
         run.lease_token = uuid.uuid4()
         run.heartbeat_at = now
         run.attempts += 1
-        if run.state == RunState.QUEUED:
+        if run.state in (RunState.QUEUED, RunState.WAITING):
             run.state = RunState.RUNNING
+        run.waiting_until = None
+        run.queued_reason = ""
         run.started_at = run.started_at or now
-        run.save(update_fields=["lease_token", "heartbeat_at", "attempts", "state", "started_at"])
+        run.save(
+            update_fields=[
+                "lease_token",
+                "heartbeat_at",
+                "attempts",
+                "state",
+                "started_at",
+                "waiting_until",
+                "queued_reason",
+            ]
+        )
         return run.lease_token
+
+
+def _may_start(run: Run, now: Any) -> bool:
+    """Whether the (locked) run may execute now; if not, it is handed back with the reason.
+
+    Runs in the caller's transaction. The organization's row is locked to count its runs,
+    so two workers never both take the last place.
+    """
+    if Run.objects.filter(
+        pipeline_id=run.pipeline_id, created_at__lt=run.created_at, finished_at__isnull=True
+    ).exists():
+        _hand_back(run, reason=EARLIER_RUN_REASON)
+        return False
+    Organization.objects.select_for_update().filter(pk=run.organization_id).first()
+    limit = settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION
+    running = (
+        Run.objects.filter(
+            organization_id=run.organization_id,
+            state__in=(RunState.RUNNING, RunState.CANCELLED),
+            lease_token__isnull=False,
+            heartbeat_at__gt=_stale_before(),
+        )
+        .exclude(pk=run.pk)
+        .count()
+    )
+    if running >= limit:
+        _hand_back(run, reason=ORGANIZATION_LIMIT_REASON.format(limit=limit))
+        return False
+    destination_id = Run.objects.filter(pk=run.pk).values_list(
+        "pipeline__destination_id", flat=True
+    )[0]
+    hold = settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
+    claim = probe_claim(connector_id=destination_id, hold_seconds=hold)
+    if claim.state == HealthState.PAUSED:
+        _set_waiting(run, until=None, error=PAUSED_REASON.format(error=claim.last_error).strip())
+        return False
+    if claim.retry_at is not None:
+        reason = FAILING_REASON.format(error=claim.last_error).strip()
+        _set_waiting(run, until=claim.retry_at, error=reason)
+        return False
+    return True
+
+
+def _hand_back(run: Run, *, reason: str) -> None:
+    """Back to ``queued``, not ``running``: waiting is not a crash, and the stale-run sweep
+    (which counts resumes) leaves a queued run alone. ``enqueued_at`` is now: whatever frees
+    the place enqueues the run again, and the sweep does after RUN_REQUEUE_AFTER_SECONDS."""
+    run.state = RunState.QUEUED
+    run.queued_reason = reason[:200]
+    run.lease_token = None
+    run.enqueued_at = timezone.now()
+    run.save(update_fields=["state", "queued_reason", "lease_token", "enqueued_at"])
+
+
+def _set_waiting(run: Run, *, until: Any, error: str) -> None:
+    """``waiting`` until ``until`` (None: until its destination is resumed), with a message
+    sent for that time (the sweep sends it again if it is lost)."""
+    run.state = RunState.WAITING
+    run.waiting_until = until
+    run.last_error = error
+    run.lease_token = None
+    run.save(update_fields=["state", "waiting_until", "last_error", "lease_token"])
+    if until is not None:
+        delay = max((until - timezone.now()).total_seconds(), 0.0)
+        transaction.on_commit(lambda: run_enqueue(run_id=run.pk, delay_seconds=delay))
 
 
 def _locked_if_ours(run_id: uuid.UUID, token: uuid.UUID) -> Run | None:
@@ -164,12 +266,14 @@ class Heartbeat:
 # --- the run -------------------------------------------------------------------------------------
 
 
-def _confirm(
-    *, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, outcome: Outcome
-) -> Run | None:
-    """Record the chunk's outcome atomically and return the run as locked (its state tells
+def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step) -> Run | None:
+    """Record a step of the chunk atomically and return the run as locked (its state tells
     whether it was cancelled meanwhile); None, with nothing written, when the lease is lost.
+
+    A step that made progress starts the chunk's retry schedule afresh: the schedule
+    counts the failures in a row of the records the chunk is stuck on.
     """
+    outcome = step.outcome
     with transaction.atomic():
         run = _locked_if_ours(run_id, token)
         if run is None:
@@ -194,22 +298,28 @@ def _confirm(
                 batch = []
         RecordFailure.objects.bulk_create(batch)
         failed = outcome.failures.count
-        if outcome.delivered + failed != chunk.record_count:
-            # The records of a range never change, so this is a bug: say so loudly.
-            logger.error(
-                "chunk %s of run %s: %s delivered + %s failed != %s records",
-                chunk.index,
-                run_id,
-                outcome.delivered,
-                failed,
-                chunk.record_count,
-            )
-        RunChunk.objects.filter(pk=chunk.pk).update(
-            state=ChunkState.DONE,
-            delivered=outcome.delivered,
-            failed=failed,
-            finished_at=timezone.now(),
-        )
+        chunk.delivered += outcome.delivered
+        chunk.failed += failed
+        changes: dict[str, Any] = {"delivered": chunk.delivered, "failed": chunk.failed}
+        if step.done:
+            if chunk.delivered + chunk.failed != chunk.record_count:
+                # The records of a range never change, so this is a bug: say so loudly.
+                logger.error(
+                    "chunk %s of run %s: %s delivered + %s failed != %s records",
+                    chunk.index,
+                    run_id,
+                    chunk.delivered,
+                    chunk.failed,
+                    chunk.record_count,
+                )
+            changes.update(state=ChunkState.DONE, finished_at=timezone.now())
+        elif step.through is not None and step.through > (chunk.confirmed_through or 0):
+            chunk.confirmed_through = step.through
+            changes["confirmed_through"] = step.through
+        if outcome.delivered or failed:
+            chunk.attempts, chunk.first_failed_at = 0, None
+            changes.update(attempts=0, first_failed_at=None, next_attempt_at=None)
+        RunChunk.objects.filter(pk=chunk.pk).update(**changes)
         Run.objects.filter(pk=run_id).update(
             records_delivered=F("records_delivered") + outcome.delivered,
             records_failed=F("records_failed") + failed,
@@ -279,8 +389,11 @@ def _pending_chunks(run_id: uuid.UUID) -> list[RunChunk]:
     return list(RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).order_by("index"))
 
 
-def _unsent_outcome(run: Run, chunk: RunChunk, reason: str) -> Outcome:
-    """Every record of a chunk that will not be sent, failed with ``reason``."""
+def _unsent_outcome(
+    run: Run, chunk: RunChunk, reason: str, *, status: int | None = None, excerpt: str = ""
+) -> Outcome:
+    """Every record of a chunk not confirmed yet (it will not be sent), failed with
+    ``reason``."""
     outcome = Outcome(failures=FailureSpool())
     mapping = tuple(run.mapping.items())
     for sequence, data in chunk_rows(run, chunk):
@@ -288,8 +401,8 @@ def _unsent_outcome(run: Run, chunk: RunChunk, reason: str) -> Outcome:
             sequence=sequence,
             record=encode(map_record(data, mapping)),
             reason=reason,
-            status=None,
-            excerpt="",
+            status=status,
+            excerpt=excerpt,
         )
     return outcome
 
@@ -304,12 +417,7 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         unsent_reason = GAVE_UP_REASON.format(resumes=run.resumes)
     if unsent_reason is not None:
         for chunk in _pending_chunks(run_id):
-            outcome = _unsent_outcome(run, chunk, unsent_reason)
-            try:
-                confirmed = _confirm(run_id=run_id, token=token, chunk=chunk, outcome=outcome)
-            finally:
-                outcome.failures.close()
-            if confirmed is None:
+            if not _fail_unsent(run, token, chunk, unsent_reason):
                 return
     with transaction.atomic():
         run = _locked_if_ours(run_id, token)
@@ -327,7 +435,39 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
             run.state = final_state(delivered=run.records_delivered, failed=run.records_failed)
         run.finished_at = timezone.now()
         run.lease_token = None
-        run.save(update_fields=["state", "finished_at", "lease_token"])
+        run.waiting_until = None
+        run.save(update_fields=["state", "finished_at", "lease_token", "waiting_until"])
+        _wake_queued_on_commit(run)
+
+
+def _fail_unsent(
+    run: Run,
+    token: uuid.UUID,
+    chunk: RunChunk,
+    reason: str,
+    status: int | None = None,
+    excerpt: str = "",
+) -> bool:
+    """Fail every record of the chunk not confirmed yet with ``reason``; False when the
+    lease was lost."""
+    outcome = _unsent_outcome(run, chunk, reason, status=status, excerpt=excerpt)
+    try:
+        step = Step(outcome=outcome, done=True)
+        return _confirm(run_id=run.id, token=token, chunk=chunk, step=step) is not None
+    finally:
+        outcome.failures.close()
+
+
+def _wake_queued_on_commit(run: Run) -> None:
+    """A place is free (the run ended or waits): enqueue the runs handed back for want of it,
+    oldest first (the later run of the pipeline, and the organization's queued runs)."""
+    limit = settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION
+    handed_back = Run.objects.filter(
+        organization_id=run.organization_id, state=RunState.QUEUED
+    ).exclude(queued_reason="")
+    ids = list(handed_back.order_by("created_at").values_list("id", flat=True)[:limit])
+    for run_id in ids:
+        transaction.on_commit(lambda run_id=run_id: run_enqueue(run_id=run_id))
 
 
 def final_state(*, delivered: int, failed: int) -> str:
@@ -340,8 +480,6 @@ def final_state(*, delivered: int, failed: int) -> str:
 
 def _release(run_id: uuid.UUID, token: uuid.UUID) -> None:
     """Give the lease back and enqueue the run again (its time slice is over)."""
-    from pipelines.services import run_enqueue  # services imports tasks imports this module
-
     with transaction.atomic():
         if Run.objects.filter(pk=run_id, lease_token=token).update(lease_token=None):
             transaction.on_commit(lambda: run_enqueue(run_id=run_id))
@@ -356,8 +494,6 @@ def _wait_for_destination(run_id: uuid.UUID, token: uuid.UUID) -> None:
     by the never-enqueued sweep. A run cancelled meanwhile is handed back at once, to be
     settled.
     """
-    from pipelines.services import run_enqueue  # services imports tasks imports this module
-
     delay = settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS
     with transaction.atomic():
         requeued = Run.objects.filter(pk=run_id, lease_token=token, state=RunState.RUNNING).update(
@@ -394,7 +530,8 @@ def run_execute(*, run_id: uuid.UUID) -> None:
 
 
 def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
-    """Send and confirm pending chunks; False when the run must stop here (lease or time)."""
+    """Send and confirm pending chunks; False when the run must stop here (lease or time,
+    or a chunk that waits for its next attempt)."""
     destination = run.pipeline.destination
     settings_row = destination.destination
     prepare = record_preparer(
@@ -407,10 +544,13 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     recorder = RequestRecorder(run=run)
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
     single = settings_row.write_mode == WriteMode.SINGLE
+    concurrency = settings_row.max_concurrency
+    health = _HealthNotes(destination.pk)
+    exhausted = False
     with (
         destination_slot(destination.pk) if single else nullcontext(True) as slot_taken,
-        OutboundSession(pool_size=settings.DELIVERY_SINGLE_CONCURRENCY) as session,
-        ThreadPoolExecutor(max_workers=settings.DELIVERY_SINGLE_CONCURRENCY) as pool,
+        OutboundSession(pool_size=concurrency) as session,
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
     ):
         if not slot_taken:
             _wait_for_destination(run.id, token)
@@ -434,7 +574,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 abort=heartbeat.abort,
                 recorder=recorder,
                 pool=pool,
-                concurrency=settings.DELIVERY_SINGLE_CONCURRENCY,
+                concurrency=concurrency,
             )
         for position, chunk in enumerate(_pending_chunks(run.id)):
             if heartbeat.abort.is_set():
@@ -443,15 +583,102 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
             if position and time.monotonic() > deadline:
                 _release(run.id, token)
                 return False
-            outcome = sender.deliver(chunk)
-            try:
-                confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, outcome=outcome)
-            finally:
-                outcome.failures.close()
-            if confirmed is None:
-                return False
-            if confirmed.state == RunState.CANCELLED:
-                # Seen under the row lock: stop now rather than at the next heartbeat.
-                heartbeat.cancelled = True
-                heartbeat.abort.set()
+            for step in sender.deliver(chunk):
+                try:
+                    confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, step=step)
+                finally:
+                    step.outcome.failures.close()
+                if confirmed is None:
+                    return False
+                if step.wait is None and step.outcome.delivered:
+                    health.success()
+                if confirmed.state == RunState.CANCELLED:
+                    # Seen under the row lock: stop now rather than at the next heartbeat.
+                    heartbeat.cancelled = True
+                    heartbeat.abort.set()
+                    return True
+                if step.wait is not None:
+                    if _wait(run, token, chunk, step.wait, exhausted=exhausted):
+                        return False
+                    # The schedule is exhausted and the chunk's records failed; the run goes
+                    # on, and its later chunks fail at their first such failure (the
+                    # destination has been failing for the whole schedule already).
+                    exhausted = True
+                    break
+    return True
+
+
+class _HealthNotes:
+    """Tells the destination's health about successes, without a write per step: only the
+    first success of the run and only when the destination is not plainly healthy."""
+
+    def __init__(self, destination_id: uuid.UUID) -> None:
+        self.destination_id = destination_id
+        self._pending = True
+
+    def success(self) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        health_record_success(connector_id=self.destination_id)
+
+
+def _wait(
+    run: Run, token: uuid.UUID, chunk: RunChunk, error: DeliveryError, *, exhausted: bool
+) -> bool:
+    """The chunk failed in a way that makes it wait: store its next attempt and set the run
+    ``waiting`` (True), or, once its retry schedule is exhausted, fail its records (False:
+    the run goes on with its next chunk).
+
+    ``410 Gone`` pauses the destination instead: the run waits, without a time, until a
+    person resumes it, and the attempt does not count against the schedule.
+    """
+    destination_id = run.pipeline.destination_id
+    now = timezone.now()
+    if error.status == GONE:
+        health_pause(connector_id=destination_id, error=error.message)
+        with transaction.atomic():
+            locked = _locked_if_ours(run.id, token)
+            if locked is None:
+                return True
+            RunChunk.objects.filter(pk=chunk.pk).update(last_error=error.message)
+            _set_waiting(locked, until=None, error=PAUSED_REASON.format(error=error.message))
+            _wake_queued_on_commit(locked)
+        return True
+    attempts = chunk.attempts + 1
+    first_failed_at = chunk.first_failed_at or now
+    delay = next_delay(
+        failed_attempts=attempts,
+        retry_after=error.retry_after,
+        schedule=settings.DELIVERY_RETRY_SCHEDULE,
+    )
+    if delay is None or exhausted:
+        reason = gave_up_reason(
+            last_error=error.message,
+            attempts=attempts,
+            seconds=(now - first_failed_at).total_seconds(),
+        )
+        _fail_unsent(run, token, chunk, reason, status=error.status, excerpt=error.response_excerpt)
+        return False
+    next_attempt_at = now + timedelta(seconds=delay)
+    health_record_failure(
+        connector_id=destination_id, error=error.message, next_attempt_at=next_attempt_at
+    )
+    with transaction.atomic():
+        locked = _locked_if_ours(run.id, token)
+        if locked is None:
+            return True
+        RunChunk.objects.filter(pk=chunk.pk).update(
+            attempts=attempts,
+            first_failed_at=first_failed_at,
+            next_attempt_at=next_attempt_at,
+            last_error=error.message,
+        )
+        if locked.state == RunState.CANCELLED:
+            transaction.on_commit(lambda: run_enqueue(run_id=run.id))
+            Run.objects.filter(pk=run.id).update(lease_token=None)
+            return True
+        message = f"Attempt {attempts} failed: {error.message}"
+        _set_waiting(locked, until=next_attempt_at, error=message)
+        _wake_queued_on_commit(locked)
     return True

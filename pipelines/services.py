@@ -33,6 +33,7 @@ from pipelines.models import (
     SyncMode,
     Trigger,
 )
+from pipelines.queue import run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -325,24 +326,3 @@ def run_cancel(*, run: Run) -> Run:
         locked.save(update_fields=["state"])
         transaction.on_commit(lambda: run_enqueue(run_id=locked.id))
     return locked
-
-
-def run_enqueue(*, run_id: uuid.UUID, delay_seconds: float = 0) -> bool:
-    """Send the run's message to the broker (after ``delay_seconds``) and note when; False
-    when the broker refused.
-
-    Never raises for a broker failure: the run is in the database and the sweep in
-    ``pipelines.scheduler`` sends it again.
-    """
-    from pipelines.tasks import execute_run  # tasks imports this module
-
-    try:
-        if delay_seconds > 0:
-            execute_run.send_with_options(args=(str(run_id),), delay=int(delay_seconds * 1000))
-        else:
-            execute_run.send(str(run_id))
-    except Exception:  # any broker/client error: the sweep retries, the caller must not fail
-        logger.warning("could not enqueue run %s; the sweep will retry", run_id, exc_info=True)
-        return False
-    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
-    return True

@@ -1,7 +1,7 @@
 """One run at a time sends single-record requests to a destination, across every worker.
 
 SPEC: single mode sends "with bounded concurrency per destination". A run's single sender
-uses settings.DELIVERY_SINGLE_CONCURRENCY threads; holding the destination's slot while it
+uses the destination's max_concurrency threads; holding the destination's slot while it
 sends keeps a second run (another pipeline to the same API, or a manual run beside a
 scheduled one) from doubling that. The slot is a PostgreSQL session advisory lock on the
 worker's connection, so a worker that dies (or loses its connection) frees it with the

@@ -17,7 +17,6 @@ from tests.pipelines.conftest import make_destination, make_pipeline, make_sourc
 def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
     org_a, sink, worker, settings
 ):
-    settings.DELIVERY_SINGLE_CONCURRENCY = 2
     settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS = 0.2
     state = {"now": 0, "max": 0}
     lock = threading.Lock()
@@ -33,7 +32,7 @@ def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
 
     sink.respond = slow
     source = make_source(org_a, count=60)
-    destination = make_destination(org_a, sink.url, write_mode="single")
+    destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipelines = [
         make_pipeline(org_a, source, destination, name=name, sync_mode="full")
         for name in ("first", "second")
