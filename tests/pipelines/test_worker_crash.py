@@ -57,9 +57,8 @@ class Workers:
             "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
             "ENCRYPTION_KEYS": ",".join(django_settings.ENCRYPTION_KEYS),
             "SECRET_KEY": django_settings.SECRET_KEY,
-            "DELIVERY_MAX_ATTEMPTS": "3",
-            "DELIVERY_BACKOFF_BASE_SECONDS": "0.01",
-            "DELIVERY_BACKOFF_MAX_SECONDS": "0.05",
+            "DELIVERY_RETRY_SCHEDULE": "0.05,0.05",
+            "DELIVERY_QUICK_RETRY_SECONDS": "0",
             "RUN_HEARTBEAT_TIMEOUT_SECONDS": "5",
             **extra_env,
         }
@@ -161,14 +160,13 @@ def test_batch_run_survives_workers_killed_mid_run(org_a, sink, workers):
 
 def test_single_run_survives_workers_killed_mid_run(org_a, sink, workers):
     workers.env["DELIVERY_SINGLE_CHUNK_RECORDS"] = "20"
-    workers.env["DELIVERY_SINGLE_CONCURRENCY"] = "2"
 
     def slow(request):
         time.sleep(0.03)
         return 200, {}, b"{}"
 
     sink.respond = slow
-    destination = make_destination(org_a, sink.url, write_mode="single")
+    destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipeline = make_pipeline(org_a, make_source(org_a, count=150), destination)
     run = run_create(pipeline=pipeline, trigger="api")
     _kill_twice_then_finish(run, sink, workers, steps=(30, 80))
