@@ -52,7 +52,9 @@ def destination_test(
     """Send ``records`` (default: made-up samples) to the destination once, without retry.
 
     Batch mode sends them as one array, single mode sends the first one. The timeout is the
-    destination's, at most settings.DESTINATION_TEST_TIMEOUT_SECONDS. Raises ValidationError
+    destination's, at most settings.DESTINATION_TEST_TIMEOUT_SECONDS, and bounds the whole
+    request (connect, send, the complete answer), so a destination that answers one byte at a
+    time cannot hold the web worker longer than that. Raises ValidationError
     (key ``records``) when a given record breaks the destination schema; every failure to
     reach the destination is a result with ``ok`` False, never an exception.
     """

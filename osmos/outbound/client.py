@@ -1,28 +1,35 @@
 """The one module that makes outbound HTTP requests to customer destinations.
 
 Every request goes through `OutboundSession.send`, which
-- forces a timeout, names the product in `User-Agent`, never follows redirects;
+- bounds the WHOLE request by its `timeout`: connecting, the TLS handshake, sending the body
+  and reading the complete answer (status line, headers, body) must all end by one deadline,
+  whatever the server does (slow headers, one byte per second, an endless body). Each socket
+  operation waits at most the time left until that deadline (`_DeadlineSocket`), so no
+  sequence of slow reads can add up to more;
+- names the product in `User-Agent`, never follows redirects;
 - runs the address guard (`osmos.outbound.urlguard`) when a connection is opened and connects
   to the address it checked: the host is resolved once, every answer is checked, and the TCP
   connection goes to a checked IP, so a DNS answer that changes between the check and the
   connect (DNS rebinding) is never used. `Host`, TLS SNI and certificate verification still
   use the host name of the URL;
-- turns every failure into a `DeliveryError` that says whether a retry may succeed.
+- returns a `Response` for a 2xx and turns everything else into a `DeliveryError` that says
+  whether a retry may succeed (connection errors, timeouts, 408, 425, 429 and 5xx: SPEC §5.1);
+- scrubs every excerpt it returns of the destination's secrets (`osmos.outbound.scrub`).
 
 Header values are customer secrets: they never appear in messages or logs.
 """
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import io
 import logging
 import math
 import socket
+import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import IO, Any
@@ -30,7 +37,8 @@ from urllib.parse import urlsplit
 
 import certifi
 import urllib3
-from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from osmos.outbound.headers import (
     RESERVED_HEADERS,
@@ -38,6 +46,8 @@ from osmos.outbound.headers import (
     is_valid_header_name,
     is_valid_header_value,
 )
+from osmos.outbound.ratelimit import wait_from_headers
+from osmos.outbound.scrub import scrub
 from osmos.outbound.urlguard import (
     DEFAULT_PORTS,
     IPAddress,
@@ -51,14 +61,14 @@ from osmos.outbound.urlguard import (
 logger = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 2048
-# A response body up to this size is read to the end so the connection can be reused;
-# a longer one is cut off and its connection closed.
-DRAIN_LIMIT_BYTES = 64 * 1024
-DEFAULT_RETRY_AFTER_CAP_SECONDS = 300.0
+# The body kept for the caller (per-record results); a longer body is cut there and its
+# connection closed instead of being read to the end.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # How long a checked DNS answer is reused: keeps one address (so one pool of keep-alive
 # connections) per host during a run instead of a lookup per request.
 DEFAULT_DNS_CACHE_SECONDS = 30.0
 UPLOAD_BLOCK_BYTES = 256 * 1024
+TRANSIENT_STATUSES = frozenset((408, 425, 429))
 
 
 try:
@@ -68,12 +78,18 @@ except PackageNotFoundError:  # running from a checkout that was never installed
 USER_AGENT = f"osmos/{_VERSION} (+https://osmos.example/webhooks)"
 
 
+def is_transient_status(status: int) -> bool:
+    """SPEC §5.1: 408, 425, 429 and 5xx may succeed later; any other status will not."""
+    return status in TRANSIENT_STATUSES or 500 <= status < 600
+
+
 class DeliveryError(Exception):
     """A request that did not succeed.
 
     `transient` is True when the same request may succeed later (connection errors,
-    timeouts, DNS failures, 408, 429, 5xx); `status` and `response_excerpt` are set when the
-    destination answered; `retry_after` (seconds, capped) when it sent `Retry-After`.
+    timeouts, DNS failures, 408, 425, 429, 5xx); `status`, `headers` (lower-case names) and
+    `response_excerpt` (scrubbed) are set when the destination answered; `retry_after`
+    (seconds, capped) when it asked for a wait (`Retry-After`, or a RateLimit quota at 0).
     """
 
     def __init__(
@@ -84,6 +100,7 @@ class DeliveryError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         response_excerpt: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -91,6 +108,7 @@ class DeliveryError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.response_excerpt = response_excerpt
+        self.headers = dict(headers) if headers is not None else None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception's default pickling would lose the keyword-only arguments.
@@ -98,13 +116,120 @@ class DeliveryError(Exception):
         return (partial(type(self), self.message, **details), ())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Response:
-    """A 2xx answer: its status, the start of its body (at most 2 KB), and the time taken."""
+    """A 2xx answer: its status, headers (lower-case names, repeated ones joined by ", "),
+    the first `max_body_bytes` of its body, the start of that body as text (at most 2 KB,
+    scrubbed) and the time taken (seconds)."""
 
     status: int
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     excerpt: str
     elapsed: float
+
+
+class DeadlineExceeded(TimeoutError):
+    """The whole-request deadline has passed (raised by a socket operation)."""
+
+
+# The deadline of the request the current thread is sending (a monotonic time), read by every
+# socket operation of its connection: a connection serves one request at a time, in the thread
+# that sends it.
+_request = threading.local()
+
+
+def _time_left() -> float | None:
+    deadline = getattr(_request, "deadline", None)
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("the deadline of the request has passed")
+    return left
+
+
+class _DeadlineSocket:
+    """A connection's socket whose every blocking operation waits at most until the
+    deadline of the current request (instead of a full timeout per operation)."""
+
+    __slots__ = ("_sock", "_timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def _arm(self) -> None:
+        left = _time_left()
+        if left is not None:
+            timeout = self._timeout
+            self._sock.settimeout(left if timeout is None or left < timeout else timeout)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def recv(self, *args: Any) -> bytes:
+        self._arm()
+        return self._sock.recv(*args)
+
+    def recv_into(self, *args: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(*args)
+
+    def send(self, *args: Any) -> int:
+        self._arm()
+        return self._sock.send(*args)
+
+    def sendall(self, *args: Any) -> None:
+        self._arm()  # sendall's timeout bounds the whole call (Python >= 3.5)
+        self._sock.sendall(*args)
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+        if mode != "rb":
+            return self._sock.makefile(mode, buffering, **kwargs)
+        # socket.makefile's reader, reading through this object so that reads are armed.
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        raw = socket.SocketIO(self, "rb")  # type: ignore[arg-type]
+        size = io.DEFAULT_BUFFER_SIZE if buffering is None or buffering < 0 else buffering
+        return io.BufferedReader(raw, size)
+
+    def _decref_socketios(self) -> None:
+        self._sock._decref_socketios()  # type: ignore[attr-defined]
+
+
+class _DeadlineConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        left = _time_left()
+        if left is not None and (self.timeout is None or left < self.timeout):
+            self.timeout = left
+        sock = super()._new_conn()
+        left = _time_left()  # the TLS handshake, if any, has what is left
+        if left is not None:
+            sock.settimeout(left)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock)
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
 
 
 class OutboundSession:
@@ -144,6 +269,7 @@ class OutboundSession:
             # Large file bodies (batch mode) are sent in fewer, larger writes.
             blocksize=UPLOAD_BLOCK_BYTES,
         )
+        self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def send(
         self,
@@ -154,13 +280,18 @@ class OutboundSession:
         body: bytes | IO[bytes],
         idempotency_key: str,
         timeout: float,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> Response:
         """Send one request and return the 2xx answer; raise DeliveryError for anything else.
 
         `headers` are the destination's (secret) headers; `Content-Type: application/json`,
         `User-Agent` and `Idempotency-Key` are added. A file `body` is sent whole, from its
         start, streamed with a `Content-Length`; it must support seek.
-        `timeout` (seconds) bounds connecting and each wait for data, and reading the body.
+        `timeout` (seconds) bounds the whole request: connecting, sending and receiving the
+        complete answer. A 2xx whose body is not complete by then is a transient failure; for
+        other statuses the status decides and the excerpt is what arrived in time.
+        `max_body_bytes`: how much of the body `Response.body` keeps; the rest is not read
+        (the connection is then closed rather than reused).
         """
         if not 0 < timeout < math.inf:
             raise ValueError("timeout must be a positive number of seconds")
@@ -170,6 +301,7 @@ class OutboundSession:
             raise DeliveryError(str(exc), transient=False) from None
         request_headers = _request_headers(headers, idempotency_key)
         request_headers["Host"] = target.host_header
+        secrets = [value for _name, value in headers]
         data: bytes | IO[bytes]
         if isinstance(body, bytes):
             data = body
@@ -179,9 +311,44 @@ class OutboundSession:
             body.seek(0)
             data = body
         started = time.monotonic()
+        _request.deadline = started + timeout
+        try:
+            response = self._urlopen(target, method, data, request_headers, timeout)
+            try:
+                content, complete = _read_body(response, max_body_bytes)
+            finally:
+                response.release_conn()
+        finally:
+            _request.deadline = None
+        elapsed = time.monotonic() - started
+        # Host only: paths and queries may carry tokens too.
+        logger.debug("%s answered %s in %.3f s", target.host, response.status, elapsed)
+        excerpt = scrub(content[:EXCERPT_BYTES].decode("utf-8", errors="replace"), secrets)
+        response_headers = {name.lower(): value for name, value in response.headers.itermerged()}
+        status = response.status
+        if 200 <= status < 300 and complete is None:
+            raise DeliveryError(
+                f"{target.host} answered {status} but did not send the complete answer within "
+                f"{timeout:g} s (the limit for the whole request).",
+                transient=True,
+                response_excerpt=excerpt,
+                headers=response_headers,
+            )
+        if 200 <= status < 300:
+            return Response(status, response_headers, content, excerpt, elapsed)
+        raise _status_error(status, response.reason, response_headers, excerpt)
+
+    def _urlopen(
+        self,
+        target: _Target,
+        method: str,
+        data: bytes | IO[bytes],
+        request_headers: dict[str, str],
+        timeout: float,
+    ) -> urllib3.BaseHTTPResponse:
         try:
             pool = self._pool(target)
-            response = pool.urlopen(
+            return pool.urlopen(
                 method.upper(),
                 target.path,
                 body=data,
@@ -195,10 +362,11 @@ class OutboundSession:
             )
         except UnsafeURL as exc:  # a host without an address today may have one tomorrow
             raise DeliveryError(str(exc), transient=isinstance(exc, UnresolvableHost)) from None
-        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
-            self.forget(target.host, target.port)
-            raise _transport_error(exc, target.host, timeout) from exc
-        except urllib3.exceptions.SSLError as exc:
+        except (
+            urllib3.exceptions.TimeoutError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.SSLError,
+        ) as exc:
             self.forget(target.host, target.port)
             raise _transport_error(exc, target.host, timeout) from exc
         except urllib3.exceptions.HTTPError as exc:
@@ -206,14 +374,6 @@ class OutboundSession:
             raise DeliveryError(
                 f"The request could not be sent ({type(exc).__name__}).", transient=False
             ) from None
-        try:
-            excerpt = _read_excerpt(response, deadline=started + timeout)
-        finally:
-            response.release_conn()
-        elapsed = time.monotonic() - started
-        # Host only: paths and queries may carry tokens too.
-        logger.debug("%s answered %s in %.3f s", target.host, response.status, elapsed)
-        return _result(response, excerpt, elapsed)
 
     def _pool(self, target: _Target) -> urllib3.HTTPConnectionPool:
         """The keep-alive pool of the checked address; for https the pool keeps the URL's
@@ -272,28 +432,6 @@ def _target(url: str) -> _Target:
     )
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (seconds or an HTTP date), or None.
-
-    The result is at least 0 and at most settings.DELIVERY_RETRY_AFTER_CAP_SECONDS.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    cap = getattr(settings, "DELIVERY_RETRY_AFTER_CAP_SECONDS", DEFAULT_RETRY_AFTER_CAP_SECONDS)
-    return min(max(seconds, 0.0), float(cap))
-
-
 def _request_headers(headers: list[tuple[str, str]], idempotency_key: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for name, value in headers:
@@ -322,51 +460,50 @@ def _host_header(url: str) -> str:
     return host
 
 
-def _read_excerpt(response: urllib3.BaseHTTPResponse, *, deadline: float) -> str:
-    """The start of the body, decoded leniently. Never raises: the body only informs, so a
-    read error or the deadline just ends the reading, and the connection is then closed
-    (instead of going back to the pool with unread data on it)."""
-    head = bytearray()
-    size = 0
-    complete = False
+def _read_body(response: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool | None]:
+    """The first `limit` bytes of the body, and whether the body was read: True to its end,
+    False when cut at the limit or broken off by the server (the connection is then closed
+    instead of going back to the pool with unread data on it), None when the deadline
+    passed first."""
+    content = bytearray()
+    complete: bool | None = False
     try:
-        while True:
-            chunk = response.read(8192, decode_content=True)
+        while len(content) <= limit:
+            chunk = response.read1(64 * 1024, decode_content=True)
             if not chunk:
                 complete = True
                 break
-            if len(head) < EXCERPT_BYTES:
-                head += chunk[: EXCERPT_BYTES - len(head)]
-            size += len(chunk)
-            if size > DRAIN_LIMIT_BYTES or time.monotonic() > deadline:
-                break
+            content += chunk
+    except urllib3.exceptions.ReadTimeoutError:
+        complete = None
     except (urllib3.exceptions.HTTPError, OSError):
         pass
     if not complete:
         response.close()
-    return head.decode("utf-8", errors="replace")
+    return bytes(content[:limit]), complete
 
 
-def _result(response: urllib3.BaseHTTPResponse, excerpt: str, elapsed: float) -> Response:
-    status = response.status
-    if 200 <= status < 300:
-        return Response(status=status, excerpt=excerpt, elapsed=elapsed)
+def _status_error(
+    status: int, reason: str | None, headers: dict[str, str], excerpt: str
+) -> DeliveryError:
     if 300 <= status < 400:
-        location = response.headers.get("Location", "")[:200] or "no Location"
-        raise DeliveryError(
+        location = headers.get("location", "")[:200] or "no Location"
+        return DeliveryError(
             f"The destination answered {status} (redirect to {location}); "
             "redirects are not followed, set the final URL on the destination.",
             transient=False,
             status=status,
             response_excerpt=excerpt,
+            headers=headers,
         )
-    transient = status in (408, 429) or 500 <= status < 600
-    raise DeliveryError(
-        f"The destination answered {status} {response.reason or ''}".rstrip() + ".",
+    transient = is_transient_status(status)
+    return DeliveryError(
+        f"The destination answered {status} {reason or ''}".rstrip() + ".",
         transient=transient,
         status=status,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")) if transient else None,
+        retry_after=wait_from_headers(status, headers) if transient else None,
         response_excerpt=excerpt,
+        headers=headers,
     )
 
 
@@ -376,8 +513,13 @@ def _transport_error(exc: urllib3.exceptions.HTTPError, host: str, timeout: floa
         message = f"Could not connect to {host}: {_root_cause(exc)}."
     elif isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         message = f"Connecting to {host} timed out after {timeout:g} s."
-    elif isinstance(exc, urllib3.exceptions.TimeoutError):
-        message = f"{host} did not answer within {timeout:g} s."
+    elif isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(
+        _innermost(exc), TimeoutError
+    ):
+        message = (
+            f"{host} did not complete the request within {timeout:g} s "
+            "(the limit for the whole request)."
+        )
     elif isinstance(exc, urllib3.exceptions.SSLError):
         message = f"The TLS connection to {host} failed: {_root_cause(exc)}."
     else:
@@ -385,14 +527,20 @@ def _transport_error(exc: urllib3.exceptions.HTTPError, host: str, timeout: floa
     return DeliveryError(message, transient=True)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost error behind urllib3's wrappers, as a short text."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The innermost error behind urllib3's wrappers."""
     for _ in range(10):  # urllib3 wraps in .reason, __cause__ or args[0]
-        wrapped = [getattr(exc, "reason", None), exc.__cause__, *exc.args[:1]]
+        wrapped = [getattr(exc, "reason", None), exc.__cause__, *exc.args]
         inner = next((e for e in wrapped if isinstance(e, BaseException)), None)
         if inner is None:
             break
         exc = inner
+    return exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error behind urllib3's wrappers, as a short text."""
+    exc = _innermost(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.rstrip(".")
     return str(exc).rstrip(".") or type(exc).__name__

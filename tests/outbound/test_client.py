@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from osmos.outbound.client import USER_AGENT, DeliveryError, OutboundSession, parse_retry_after
+from osmos.outbound.client import USER_AGENT, DeliveryError, OutboundSession
+from osmos.outbound.ratelimit import parse_retry_after
 
 SECRET = "Bearer s3cr3t-t0ken-value-9f8e7d"
 
@@ -375,7 +376,7 @@ def test_answer_slower_than_the_timeout_is_a_transient_failure(server, session):
 
     assert time.monotonic() - started < 1.2
     assert caught.value.transient is True
-    assert "did not answer within 0.3 s" in caught.value.message
+    assert "did not complete the request within 0.3 s" in caught.value.message
 
 
 def test_host_that_does_not_resolve_at_send_time_is_a_transient_failure(server):

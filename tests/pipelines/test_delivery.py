@@ -237,7 +237,10 @@ def test_timeouts_are_retried_then_fail_the_records(org_a, sink, worker):
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"), timeout=30)
     assert run.state == RunState.FAILED
     assert run.requests_made == 3
-    assert "did not answer within 1 s" in RecordFailure.objects.filter(run=run).first().reason
+    assert (
+        "did not complete the request within 1 s"
+        in RecordFailure.objects.filter(run=run).first().reason
+    )
 
 
 def test_connection_refused_fails_the_records_with_the_reason(org_a, sink, worker):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.outbound.drip import DripServer, drip
 from tests.pipelines.conftest import SECRET, make_destination, make_source
 
 
@@ -67,7 +68,32 @@ def test_slow_destination_is_cut_by_the_short_test_timeout(api_a, sink, destinat
     data = api_a.post(f"/api/v1/connectors/{destination.id}/test/").json()
     assert time.monotonic() - started < 1.0
     assert data["ok"] is False
-    assert "did not answer" in data["error"]
+    assert "did not complete the request within 0.3 s" in data["error"]
+
+
+def test_a_dripping_destination_is_cut_by_the_test_cap(api_a, org_a, settings):
+    """A status line, then one byte every 0.2 s: the whole test ends by the cap (here 1 s)
+    although the destination's own timeout is 30 s."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.DESTINATION_TEST_TIMEOUT_SECONDS = 1
+
+    def answer(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        drip(conn, b"x" * 1000)
+
+    server = DripServer(answer)
+    try:
+        destination = make_destination(org_a, server.url())
+        started = time.monotonic()
+        response = api_a.post(f"/api/v1/connectors/{destination.id}/test/")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert response.status_code == 200
+    assert elapsed < 1 + 1.5  # generous: the machine is loaded
+    data = response.json()
+    assert data["ok"] is False
+    assert "within 1 s" in data["error"]
 
 
 def test_given_records_must_match_the_destination_schema(api_a, sink, destination):
