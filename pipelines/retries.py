@@ -51,6 +51,9 @@ class Target:
     timeout: float
     per_record: bool = False
 
+    def secrets(self) -> list[str]:
+        return [value for _, value in self.headers]
+
     @classmethod
     def of(cls, destination: DestinationSettings) -> Target:
         return cls(

@@ -200,7 +200,9 @@ class BatchSender:
         self, body: BatchBody, start: int, stop: int, outcome: Outcome, response: Response
     ) -> None:
         rejected = (
-            rejected_records(response, record_count=stop - start) if self.target.per_record else []
+            rejected_records(response, record_count=stop - start, secrets=self.target.secrets())
+            if self.target.per_record
+            else []
         )
         for index, reason in rejected:
             outcome.failures.add(
@@ -319,7 +321,11 @@ class SingleSender:
 
     def _account(self, sequence: int, raw: bytes, result: object, outcome: Outcome) -> None:
         if isinstance(result, Response):
-            rejected = rejected_records(result, record_count=1) if self.target.per_record else []
+            rejected = (
+                rejected_records(result, record_count=1, secrets=self.target.secrets())
+                if self.target.per_record
+                else []
+            )
             if not rejected:
                 outcome.delivered += 1
                 return

@@ -89,13 +89,13 @@ def test_per_record_rejections_are_read_from_the_body_and_checked():
         b'{"rejected": [{"index": 2, "reason": "bad email"}, {"index": 9, "reason": "x"},'
         b' {"index": 2, "reason": "twice"}, {"index": "1"}, {"index": 0}]}'
     )
-    response = Response(status=207, excerpt=body.decode(), elapsed=0.1)
+    response = Response(status=207, headers={}, body=body, excerpt="", elapsed=0.1)
     assert rejected_records(response, record_count=3) == [
         (0, "Rejected by the destination: no reason given"),
         (2, "Rejected by the destination: bad email"),
     ]
     for unreadable in (b"", b"not json", b"[]", b'{"rejected": 3}'):
-        response = Response(status=200, excerpt=unreadable.decode(), elapsed=0.1)
+        response = Response(status=200, headers={}, body=unreadable, excerpt="", elapsed=0.1)
         assert rejected_records(response, record_count=3) == []
 
 
