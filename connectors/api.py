@@ -28,6 +28,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from connectors import api_docs
+from connectors.health import NotPaused, destination_resume
 from connectors.models import Connector, Direction
 from connectors.selectors import connector_get, connector_list
 from connectors.serializers import ConnectorSerializer
@@ -212,3 +213,15 @@ class ConnectorViewSet(TenantScopedViewSet):
         except ConnectorError as exc:
             return errors_response(exc.errors)
         return self._render_issued(result, code=status.HTTP_200_OK)
+
+    @api_docs.resume_docs
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        connector = self.get_object()
+        if connector.is_source:
+            return json_error("Only a destination can be resumed.", status.HTTP_400_BAD_REQUEST)
+        try:
+            destination_resume(connector=connector)
+        except NotPaused as exc:
+            return json_error(str(exc), status.HTTP_409_CONFLICT)
+        return self._render(connector)

@@ -266,3 +266,20 @@ rotate_token_docs = extend_schema(
     responses={200: ConnectorSerializer, 400: _ERROR_400, 403: _FORBIDDEN, 404: _NOT_FOUND},
     examples=[OpenApiExample("Rotated", value=_SOURCE_EXAMPLE, response_only=True)],
 )
+
+resume_docs = extend_schema(
+    summary="Resume a paused destination",
+    parameters=[_ID],
+    description="A destination that answered `410 Gone` is paused: nothing is sent to it "
+    "until a person resumes it here (owners and admins). Its waiting runs then go on at once "
+    "(SPEC §5.2, docs/delivery.md). 409 when it is not paused; 400 for a source.",
+    request=None,
+    responses={
+        200: ConnectorSerializer,
+        400: _ERROR_400,
+        403: _FORBIDDEN,
+        404: _NOT_FOUND,
+        409: OpenApiResponse(_DETAIL, description="The destination is not paused."),
+    },
+    examples=[OpenApiExample("Resumed", value=_DESTINATION_EXAMPLE, response_only=True)],
+)

@@ -19,6 +19,7 @@ from pipelines.services import run_cancel, run_create
 from tests.pipelines.conftest import make_destination, make_pipeline, make_source, wait_for_run
 from tests.support.sink import (
     Sink,
+    drip,
     for_seconds,
     ok,
     reject_ids,
@@ -336,3 +337,46 @@ def test_single_mode_confirms_progress_within_a_chunk(org_a, loopback, worker, s
     run = wait_for_run(run, timeout=30)
     assert (run.state, run.records_delivered) == (RunState.SUCCEEDED, 200)
     assert len(loopback.requests) == 200
+
+
+@pytest.mark.reliability
+def test_runs_stuck_on_a_dripping_destination_do_not_delay_another_organization(
+    org_a, org_b, loopback, broker, settings
+):
+    settings.DELIVERY_RETRY_SCHEDULE = (2,) * 10
+    settings.DELIVERY_QUICK_RETRY_SECONDS = 0
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=4)
+    worker.start()
+    try:
+        with Sink() as fast:
+            destination_b = make_destination(org_b, fast.url, batch_size=100)
+            source_b = make_source(org_b, count=100)
+            pipeline_b = make_pipeline(org_b, source_b, destination_b, sync_mode="full")
+
+            def timed_run() -> float:
+                started = time.monotonic()
+                run = wait_for_run(run_create(pipeline=pipeline_b, trigger="api"), timeout=60)
+                assert (run.state, run.records_delivered) == (RunState.SUCCEEDED, 100)
+                return time.monotonic() - started
+
+            alone = timed_run()
+            # A status line, then a byte a second of a 60-byte body: 60 s per request
+            # without the whole-request deadline (1 s here).
+            loopback.behave = drip(interval=1.0, body=b"x" * 60)
+            dripping = make_destination(org_a, loopback.url, name="Drip", timeout_seconds=1)
+            source_a = make_source(org_a, count=50)
+            stuck = [
+                run_create(
+                    pipeline=make_pipeline(
+                        org_a, source_a, dripping, name=f"drip {n}", sync_mode="full"
+                    ),
+                    trigger="api",
+                )
+                for n in range(4)
+            ]
+            _until(lambda: len(loopback.requests) >= 4, timeout=20, what="4 dripping requests")
+            beside = timed_run()
+            assert beside < alone * 1.5 + 2.5, (alone, beside)
+            assert all(_state(run) in (RunState.WAITING, RunState.RUNNING) for run in stuck)
+    finally:
+        worker.stop()
