@@ -324,6 +324,13 @@ LOGGING = {
 # beside the web server and worker (the scheduler and the stale-run sweep).
 EMBEDDED_BACKGROUND_LOOPS: list[str] = ["pipelines.scheduler.scheduler_loop"]
 
+# Outbound requests: the destination gate (osmos/outbound/gate.py, docs/delivery.md).
+# A process's concurrency slots come back this long after it dies (its lease is not renewed).
+OUTBOUND_GATE_LEASE_SECONDS = env_float("OUTBOUND_GATE_LEASE_SECONDS", 30.0)
+# How stale a process's view of a destination's pause, pace and AIMD concurrency may be.
+OUTBOUND_GATE_SYNC_SECONDS = env_float("OUTBOUND_GATE_SYNC_SECONDS", 0.05)
+# A permit never released (a bug) is taken back after this long: above the longest request.
+OUTBOUND_GATE_PERMIT_MAX_SECONDS = env_float("OUTBOUND_GATE_PERMIT_MAX_SECONDS", 600.0)
 
 # Delivery engine: durable retries, destination health, fairness (issue 11, SPEC §5.1, §5.2).
 def _retry_schedule(name: str, default: str) -> tuple[float, ...]:
