@@ -271,9 +271,6 @@ EMBEDDED_WORKER_THREADS = env_int("EMBEDDED_WORKER_THREADS", 4, minimum=1)
 # Cloud metadata addresses are refused even when listed.
 OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
 DELIVERY_RETRY_AFTER_CAP_SECONDS = env_float("DELIVERY_RETRY_AFTER_CAP_SECONDS", 300.0)
-DELIVERY_SINGLE_CONCURRENCY = env_int("DELIVERY_SINGLE_CONCURRENCY", 8, minimum=1)
-# A single-mode run finding its destination busy with another run tries again after this.
-DELIVERY_DESTINATION_BUSY_RETRY_SECONDS = env_float("DELIVERY_DESTINATION_BUSY_RETRY_SECONDS", 5.0)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = env_int("RUN_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 15.0)
 # Single mode: records per chunk (the unit confirmed at once, so at most this many are sent
@@ -331,6 +328,7 @@ OUTBOUND_GATE_LEASE_SECONDS = env_float("OUTBOUND_GATE_LEASE_SECONDS", 30.0)
 OUTBOUND_GATE_SYNC_SECONDS = env_float("OUTBOUND_GATE_SYNC_SECONDS", 0.05)
 # A permit never released (a bug) is taken back after this long: above the longest request.
 OUTBOUND_GATE_PERMIT_MAX_SECONDS = env_float("OUTBOUND_GATE_PERMIT_MAX_SECONDS", 600.0)
+
 
 # Delivery engine: durable retries, destination health, fairness (issue 11, SPEC §5.1, §5.2).
 def _retry_schedule(name: str, default: str) -> tuple[float, ...]:

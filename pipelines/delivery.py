@@ -40,7 +40,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -58,6 +57,7 @@ from connectors.health import (
 from connectors.models import HealthState, WriteMode
 from connectors.schema import compile_schema
 from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.outbound.gate import destination_gate
 from osmos.tenancy.models import Organization
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
@@ -71,9 +71,8 @@ from pipelines.records import (
     record_preparer,
     run_selection,
 )
-from pipelines.retries import GONE, Target, gave_up_reason, next_delay
+from pipelines.retries import GONE, Target, Throttled, gave_up_reason, next_delay
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
-from pipelines.slots import destination_slot
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -485,26 +484,6 @@ def _release(run_id: uuid.UUID, token: uuid.UUID) -> None:
             transaction.on_commit(lambda: run_enqueue(run_id=run_id))
 
 
-def _wait_for_destination(run_id: uuid.UUID, token: uuid.UUID) -> None:
-    """Another run is sending to the destination: put this one back in the queue for later.
-
-    Queued, not running, because waiting is not a crash: the stale-run sweep (which counts
-    resumes) leaves a queued run alone. ``enqueued_at`` stays empty until the delayed
-    message is really sent (``run_enqueue`` stamps it), so a broker failure here is caught
-    by the never-enqueued sweep. A run cancelled meanwhile is handed back at once, to be
-    settled.
-    """
-    delay = settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS
-    with transaction.atomic():
-        requeued = Run.objects.filter(pk=run_id, lease_token=token, state=RunState.RUNNING).update(
-            lease_token=None, state=RunState.QUEUED, enqueued_at=None
-        )
-        if requeued:
-            transaction.on_commit(lambda: run_enqueue(run_id=run_id, delay_seconds=delay))
-            return
-    _release(run_id, token)
-
-
 def run_execute(*, run_id: uuid.UUID) -> None:
     """Execute (or resume, or settle a cancelled) run; safe to call any number of times.
 
@@ -547,14 +526,16 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     concurrency = settings_row.max_concurrency
     health = _HealthNotes(destination.pk)
     exhausted = False
+    # Rate limit, concurrency and pauses across runs, processes and hosts (osmos.outbound).
+    gate = destination_gate(
+        destination.pk,
+        rate_per_second=settings_row.rate_limit_per_second,
+        max_concurrency=concurrency,
+    )
     with (
-        destination_slot(destination.pk) if single else nullcontext(True) as slot_taken,
         OutboundSession(pool_size=concurrency) as session,
         ThreadPoolExecutor(max_workers=concurrency) as pool,
     ):
-        if not slot_taken:
-            _wait_for_destination(run.id, token)
-            return False
         if not single:
             sender: BatchSender | SingleSender = BatchSender(
                 run=run,
@@ -564,6 +545,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
+                gate=gate,
             )
         else:
             sender = SingleSender(
@@ -575,6 +557,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 recorder=recorder,
                 pool=pool,
                 concurrency=concurrency,
+                gate=gate,
             )
         for position, chunk in enumerate(_pending_chunks(run.id)):
             if heartbeat.abort.is_set():
@@ -635,6 +618,15 @@ def _wait(
     """
     destination_id = run.pipeline.destination_id
     now = timezone.now()
+    if isinstance(error, Throttled):
+        with transaction.atomic():
+            locked = _locked_if_ours(run.id, token)
+            if locked is None:
+                return True
+            until = now + timedelta(seconds=error.retry_after or 0.05)
+            _set_waiting(locked, until=until, error=locked.last_error or error.message)
+            _wake_queued_on_commit(locked)
+        return True
     if error.status == GONE:
         health_pause(connector_id=destination_id, error=error.message)
         with transaction.atomic():

@@ -20,8 +20,25 @@ from django.conf import settings
 
 from connectors.models import DestinationSettings, ResponseFormat
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
+from osmos.outbound.gate import DestinationGate
 
 GONE = 410
+# The longest a request waits inside the worker for the destination's gate (its rate limit,
+# concurrency or a pause it asked for); past that the chunk waits outside, holding nothing.
+GATE_MAX_WAIT_SECONDS = 5.0
+
+
+class Throttled(DeliveryError):
+    """No request was sent: the destination's gate did not open within the wait allowed (its
+    rate limit, its concurrency, or a pause it asked for). Not an attempt: the chunk waits
+    ``retry_after`` seconds and does not move along its retry schedule."""
+
+    def __init__(self, *, retry_after: float) -> None:
+        super().__init__(
+            "Waiting for the destination's rate limit or pause.",
+            transient=True,
+            retry_after=retry_after,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +99,11 @@ def send_request(
     attempt: int,
     abort: threading.Event,
     log: Callable[[Attempt], None],
+    gate: DestinationGate,
 ) -> Response | DeliveryError:
-    """Send one request, with one quick retry of a transient failure; the 2xx answer, or the
-    last error.
+    """Send one request through the destination's ``gate``, with one quick retry of a
+    transient failure; the 2xx answer, or the last error (``Throttled`` when the gate did
+    not open in time: nothing was sent).
 
     ``span`` is (first sequence, last sequence, record count) and ``attempt`` the chunk's
     attempt number, for the request log. No quick retry when the destination asked for a
@@ -95,17 +114,22 @@ def send_request(
     for round_ in (0, 1):
         if abort.is_set():
             raise Aborted()
+        permit = gate.acquire(max_wait=GATE_MAX_WAIT_SECONDS)
+        if permit is None:
+            return Throttled(retry_after=max(gate.wait_hint(), 0.05))
         started = time.monotonic()
         try:
-            response = session.send(
-                target.method,
-                target.url,
-                headers=target.headers,
-                body=body,
-                idempotency_key=idempotency_key,
-                timeout=target.timeout,
-            )
+            with permit:
+                response = session.send(
+                    target.method,
+                    target.url,
+                    headers=target.headers,
+                    body=body,
+                    idempotency_key=idempotency_key,
+                    timeout=target.timeout,
+                )
         except DeliveryError as exc:
+            gate.observe(exc.status, exc.headers)
             log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message))
             retry_after = exc.retry_after or 0.0
             if round_ or not exc.transient or quick <= 0 or retry_after > quick:
@@ -113,6 +137,7 @@ def send_request(
             if abort.wait(quick):
                 raise Aborted() from None
             continue
+        gate.observe(response.status, response.headers)
         log(Attempt(*span, attempt, response.status, _ms_since(started), ""))
         return response
     raise AssertionError("unreachable")  # pragma: no cover

@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
+from osmos.outbound.gate import DestinationGate
 from pipelines.models import RequestLog, Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,
@@ -124,7 +125,9 @@ class BatchSender:
         prepare: Preparer,
         abort: threading.Event,
         recorder: RequestRecorder,
+        gate: DestinationGate,
     ) -> None:
+        self.gate = gate
         self.run = run
         self.session = session
         self.target = target
@@ -173,6 +176,7 @@ class BatchSender:
                 attempt=chunk.attempts + 1,
                 abort=self.abort,
                 log=log,
+                gate=self.gate,
             )
         except Aborted:
             self._fail(body, start, stop, outcome, reason=CANCELLED_REASON)
@@ -259,7 +263,9 @@ class SingleSender:
         recorder: RequestRecorder,
         pool: ThreadPoolExecutor,
         concurrency: int,
+        gate: DestinationGate,
     ) -> None:
+        self.gate = gate
         self.run = run
         self.session = session
         self.target = target
@@ -351,16 +357,21 @@ class SingleSender:
         stop = threading.Event()
 
         def work() -> None:
-            while not stop.is_set():
-                with lock:
-                    item = next(items, None)
-                if item is None:
-                    return
-                index, (sequence, raw) = item
-                result = self._send_one(chunk, sequence, raw)
-                results[index] = result
-                if isinstance(result[0], DeliveryError) and must_wait(result[0]):
-                    stop.set()
+            try:
+                while not stop.is_set():
+                    with lock:
+                        item = next(items, None)
+                    if item is None:
+                        return
+                    index, (sequence, raw) = item
+                    result = self._send_one(chunk, sequence, raw)
+                    results[index] = result
+                    if isinstance(result[0], DeliveryError) and must_wait(result[0]):
+                        stop.set()
+            finally:
+                # The gate may have used this thread's database connection: a pool thread
+                # must not keep one open.
+                connection.close()
 
         tasks = [self.pool.submit(work) for _ in range(min(self.concurrency, len(group)))]
         for task in tasks:
@@ -379,6 +390,7 @@ class SingleSender:
                 attempt=chunk.attempts + 1,
                 abort=self.abort,
                 log=attempts.append,
+                gate=self.gate,
             )
         except Aborted as exc:
             return exc, attempts

@@ -62,11 +62,9 @@ class Flapping:
 @pytest.fixture
 def fast_retries(settings):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    settings.DELIVERY_MAX_ATTEMPTS = 5
-    settings.DELIVERY_BACKOFF_BASE_SECONDS = 0.01
-    settings.DELIVERY_BACKOFF_MAX_SECONDS = 0.05
+    settings.DELIVERY_RETRY_SCHEDULE = (0.05, 0.05, 0.05, 0.05)
+    settings.DELIVERY_QUICK_RETRY_SECONDS = 0
     settings.DELIVERY_RETRY_AFTER_CAP_SECONDS = 0.1
-    settings.DELIVERY_SINGLE_CONCURRENCY = 4
 
 
 @pytest.mark.parametrize(("write_mode", "seed"), [("batch", 1), ("batch", 2), ("single", 3)])
