@@ -17,4 +17,6 @@ urlpatterns = [
     path("<str:connector_id>/duplicate/", views.connector_duplicate, name="duplicate"),
     path("<str:connector_id>/delete/", views.connector_delete, name="delete"),
     path("<str:connector_id>/test/", views.destination_test, name="test"),
+    path("<str:connector_id>/health/", views.destination_health, name="health"),
+    path("<str:connector_id>/resume/", views.destination_resume_view, name="resume"),
 ]

@@ -30,6 +30,7 @@ from connectors.forms import (
     curl_example_body,
     json_cell,
 )
+from connectors.health import NotPaused, destination_resume, health_of
 from connectors.models import Connector, Direction
 from ingest import selectors as ingest_selectors
 from ingest import services as ingest_services
@@ -197,8 +198,37 @@ def _destination_page(
             "headers": connector.destination.masked_headers(),
             "test_available": True,
             "test_result": test_result,
+            "health": health_of(connector),
         },
     )
+
+
+@organization_required
+@require_GET
+def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
+    """The health block of a destination page, polled (SPEC §5.2)."""
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404("Only a destination has a health.")
+    context = {"connector": connector, "health": health_of(connector)}
+    return render(request, "connectors/_health.html", context)
+
+
+@organization_required
+@require_POST
+def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
+    """Resume a paused destination: its waiting runs go on at once."""
+    require_manager(request)
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404("Only a destination can be resumed.")
+    try:
+        destination_resume(connector=connector)
+    except NotPaused as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Destination resumed: its waiting runs go on now.")
+    return redirect("connectors:detail", connector_id=connector.pk)
 
 
 @organization_required
@@ -269,6 +299,9 @@ def _draft_of(connector: Connector) -> ConnectorDraft:
             "batch_size": settings_.batch_size,
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
+            "rate_limit_per_second": settings_.rate_limit_per_second,
+            "max_concurrency": settings_.max_concurrency,
+            "response_format": settings_.response_format,
         }
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name
