@@ -10,17 +10,25 @@ How a run is executed (``run_execute``, called by the ``execute_run`` actor):
    ``batch_size`` records; single mode: settings.DELIVERY_SINGLE_CHUNK_RECORDS), each with
    an ``Idempotency-Key`` derived from the run and the chunk's sequence range.
 3. **Deliver** each pending chunk: rows are streamed from the database, mapped, checked
-   against the destination schema (invalid records fail, unsent), and sent. Batch mode
-   serializes the chunk into a spooled temporary file and sends it as one JSON array,
-   bisecting on a permanent 4xx when ``split_failed_batches`` is on; single mode sends one
-   object per request over one keep-alive session with bounded concurrency, holding the
-   destination's slot (``slots.py``) so that two runs never double it; a run that finds the
-   slot taken goes back to the queue for a while.
-4. **Confirm** the chunk in one transaction, under the run's row lock and only while the
-   lease is still ours: its failure rows, its ``done`` state and the run's counters. So a
-   confirmed chunk is never sent again, and an unconfirmed one is sent again after a crash
-   with the same idempotency keys.
-5. **Finish**: the state follows from the counters; a cancelled run first records its
+   against the destination schema (invalid records fail, unsent), and sent through the
+   destination's gate (``osmos.outbound.gate``: its rate limit and concurrency across runs,
+   processes and hosts, and the pauses it asked for). Batch mode serializes the chunk into a
+   spooled temporary file and sends it as one JSON array, bisecting on a permanent 4xx when
+   ``split_failed_batches`` is on; single mode sends one object per request over one
+   keep-alive session, ``max_concurrency`` at a time, in steps of about a second.
+4. **Confirm** each step in one transaction, under the run's row lock and only while the
+   lease is still ours: its failure rows, the chunk's ``done`` state (or, single mode, how
+   far it got: ``confirmed_through``) and the run's counters. So a confirmed record is never
+   sent again, and an unconfirmed one is sent again after a crash with the same idempotency
+   key.
+5. **Wait** (SPEC §5.1): a chunk that fails transiently (after one quick retry) stores its
+   attempt count, next attempt time and last error; the run becomes ``waiting``, releases
+   the lease and the worker, and is resumed by a delayed message for that time or by the
+   scheduler's sweep. Its records fail only once settings.DELIVERY_RETRY_SCHEDULE is
+   exhausted. The destination's health (``connectors.health``) learns of failures and
+   successes: a failing destination is tried by one run at a time, a paused one (410) by
+   none until a person resumes it.
+6. **Finish**: the state follows from the counters; a cancelled run first records its
    unsent records as failed. ``records_delivered + records_failed == records_total``.
 
 A worker stops taking new chunks after settings.DELIVERY_RUN_SLICE_SECONDS, releases the
@@ -28,9 +36,15 @@ lease and enqueues the run again, so one long run does not hold a worker thread 
 A run found without a live worker more than settings.RUN_MAX_RESUMES times fails its unsent
 records instead of being resumed forever.
 
+Before taking the lease the run must be allowed to start (``_may_start``): an earlier
+unfinished run of its pipeline, or settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION runs
+of its organization already executing, send it back to ``queued`` with the reason (it is
+enqueued again when a place frees); a failing or paused destination makes it wait.
+
 Step 3 lives in ``pipelines.senders`` (batch and single mode), ``pipelines.records``
-(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request
-with backoff); this module owns the lease, the plan, the confirmation and the end.
+(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request,
+the schedule); this module owns the lease, the plan, the confirmation, the waiting and the
+end. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
 """
 
 from __future__ import annotations
@@ -60,7 +74,7 @@ from osmos.outbound.client import DeliveryError, OutboundSession
 from osmos.outbound.gate import destination_gate
 from osmos.tenancy.models import Organization
 from pipelines.mapping import map_record
-from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.models import ACTIVE_RUN_STATES, ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.queue import run_enqueue
 from pipelines.records import (
     FailureSpool,
@@ -147,7 +161,10 @@ def _may_start(run: Run, now: Any) -> bool:
     so two workers never both take the last place.
     """
     if Run.objects.filter(
-        pipeline_id=run.pipeline_id, created_at__lt=run.created_at, finished_at__isnull=True
+        pipeline_id=run.pipeline_id,
+        created_at__lt=run.created_at,
+        state__in=(*ACTIVE_RUN_STATES, RunState.CANCELLED),
+        finished_at__isnull=True,
     ).exists():
         _hand_back(run, reason=EARLIER_RUN_REASON)
         return False

@@ -311,12 +311,13 @@ def run_retry_failed(*, run: Run) -> Run:
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Cancel a queued or running run: no further request is sent for it.
+    """Cancel a queued, running or waiting run: no further request is sent for it.
 
     A request already on the wire is still accounted (delivered or failed); the records not
     sent are then recorded as failed ("cancelled"), so they can be retried. The worker that
-    holds the run does that accounting; the message enqueued here does it for a run no
-    worker holds. Raises PipelineConflict when the run has already finished.
+    holds the run does that accounting; the message enqueued here does it, at once, for a
+    run no worker holds (queued, or waiting for its next attempt). Raises PipelineConflict
+    when the run has already finished.
     """
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
