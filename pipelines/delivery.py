@@ -36,10 +36,11 @@ lease and enqueues the run again, so one long run does not hold a worker thread 
 A run found without a live worker more than settings.RUN_MAX_RESUMES times fails its unsent
 records instead of being resumed forever.
 
-Before taking the lease the run must be allowed to start (``_may_start``): an earlier
-unfinished run of its pipeline, or settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION runs
-of its organization already executing, send it back to ``queued`` with the reason (it is
-enqueued again when a place frees); a failing or paused destination makes it wait.
+Before taking the lease the run must be allowed to start: an earlier active run of its
+pipeline, or settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION runs of its organization
+already executing, send it back to ``queued`` with the reason (it is enqueued again when a
+place frees); a failing or paused destination makes it wait. Leases, heartbeats, admission
+and waiting are in ``pipelines.leases``.
 
 Step 3 lives in ``pipelines.senders`` (batch and single mode), ``pipelines.records``
 (selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request,
@@ -50,7 +51,6 @@ end. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +58,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -66,15 +66,21 @@ from connectors.health import (
     health_pause,
     health_record_failure,
     health_record_success,
-    probe_claim,
 )
-from connectors.models import HealthState, WriteMode
+from connectors.models import WriteMode
 from connectors.schema import compile_schema
 from osmos.outbound.client import DeliveryError, OutboundSession
 from osmos.outbound.gate import destination_gate
-from osmos.tenancy.models import Organization
+from pipelines.leases import (
+    PAUSED_REASON,
+    Heartbeat,
+    locked_if_ours,
+    run_acquire,
+    run_set_waiting,
+    wake_queued_on_commit,
+)
 from pipelines.mapping import map_record
-from pipelines.models import ACTIVE_RUN_STATES, ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.queue import run_enqueue
 from pipelines.records import (
     FailureSpool,
@@ -99,186 +105,6 @@ GAVE_UP_REASON = (
 FAILURE_INSERT_BATCH = 1000
 
 
-# --- leases and heartbeats ----------------------------------------------------------------------
-
-
-def _stale_before() -> Any:
-    return timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-
-
-ORGANIZATION_LIMIT_REASON = (
-    "Waiting for one of the organization's {limit} runs in progress to end "
-    "(at most {limit} run at once)."
-)
-EARLIER_RUN_REASON = "Waiting for an earlier run of this pipeline to end (records go in order)."
-PAUSED_REASON = "The destination is paused (it answered 410 Gone): resume it to go on. {error}"
-FAILING_REASON = "The destination is failing; another run is trying it. {error}"
-
-
-def _acquire(run_id: uuid.UUID) -> uuid.UUID | None:
-    """Take the run's lease; None when it is finished, gone, held by a live worker, waiting
-    for a later time, or handed back (to the queue: the organization's limit of runs at once,
-    an earlier run of its pipeline; or to waiting: its destination is failing or paused).
-    """
-    with transaction.atomic():
-        run = Run.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.finished_at is not None:
-            return None
-        live = run.heartbeat_at is not None and run.heartbeat_at > _stale_before()
-        if run.lease_token is not None and live:
-            return None
-        now = timezone.now()
-        if run.state == RunState.WAITING and (run.waiting_until is None or run.waiting_until > now):
-            return None  # an early or duplicate message: the run's time has not come
-        if run.state != RunState.CANCELLED and not _may_start(run, now):
-            return None
-        run.lease_token = uuid.uuid4()
-        run.heartbeat_at = now
-        run.attempts += 1
-        if run.state in (RunState.QUEUED, RunState.WAITING):
-            run.state = RunState.RUNNING
-        run.waiting_until = None
-        run.queued_reason = ""
-        run.started_at = run.started_at or now
-        run.save(
-            update_fields=[
-                "lease_token",
-                "heartbeat_at",
-                "attempts",
-                "state",
-                "started_at",
-                "waiting_until",
-                "queued_reason",
-            ]
-        )
-        return run.lease_token
-
-
-def _may_start(run: Run, now: Any) -> bool:
-    """Whether the (locked) run may execute now; if not, it is handed back with the reason.
-
-    Runs in the caller's transaction. The organization's row is locked to count its runs,
-    so two workers never both take the last place.
-    """
-    if Run.objects.filter(
-        pipeline_id=run.pipeline_id,
-        created_at__lt=run.created_at,
-        state__in=(*ACTIVE_RUN_STATES, RunState.CANCELLED),
-        finished_at__isnull=True,
-    ).exists():
-        _hand_back(run, reason=EARLIER_RUN_REASON)
-        return False
-    Organization.objects.select_for_update().filter(pk=run.organization_id).first()
-    limit = settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION
-    running = (
-        Run.objects.filter(
-            organization_id=run.organization_id,
-            state__in=(RunState.RUNNING, RunState.CANCELLED),
-            lease_token__isnull=False,
-            heartbeat_at__gt=_stale_before(),
-        )
-        .exclude(pk=run.pk)
-        .count()
-    )
-    if running >= limit:
-        _hand_back(run, reason=ORGANIZATION_LIMIT_REASON.format(limit=limit))
-        return False
-    destination_id = Run.objects.filter(pk=run.pk).values_list(
-        "pipeline__destination_id", flat=True
-    )[0]
-    hold = settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
-    claim = probe_claim(connector_id=destination_id, hold_seconds=hold)
-    if claim.state == HealthState.PAUSED:
-        _set_waiting(run, until=None, error=PAUSED_REASON.format(error=claim.last_error).strip())
-        return False
-    if claim.retry_at is not None:
-        reason = FAILING_REASON.format(error=claim.last_error).strip()
-        _set_waiting(run, until=claim.retry_at, error=reason)
-        return False
-    return True
-
-
-def _hand_back(run: Run, *, reason: str) -> None:
-    """Back to ``queued``, not ``running``: waiting is not a crash, and the stale-run sweep
-    (which counts resumes) leaves a queued run alone. ``enqueued_at`` is now: whatever frees
-    the place enqueues the run again, and the sweep does after RUN_REQUEUE_AFTER_SECONDS."""
-    run.state = RunState.QUEUED
-    run.queued_reason = reason[:200]
-    run.lease_token = None
-    run.enqueued_at = timezone.now()
-    run.save(update_fields=["state", "queued_reason", "lease_token", "enqueued_at"])
-
-
-def _set_waiting(run: Run, *, until: Any, error: str) -> None:
-    """``waiting`` until ``until`` (None: until its destination is resumed), with a message
-    sent for that time (the sweep sends it again if it is lost)."""
-    run.state = RunState.WAITING
-    run.waiting_until = until
-    run.last_error = error
-    run.lease_token = None
-    run.save(update_fields=["state", "waiting_until", "last_error", "lease_token"])
-    if until is not None:
-        delay = max((until - timezone.now()).total_seconds(), 0.0)
-        transaction.on_commit(lambda: run_enqueue(run_id=run.pk, delay_seconds=delay))
-
-
-def _locked_if_ours(run_id: uuid.UUID, token: uuid.UUID) -> Run | None:
-    """The run locked for this transaction, or None when our lease was taken away."""
-    run = Run.objects.select_for_update().filter(pk=run_id).first()
-    if run is None or run.lease_token != token:
-        return None
-    return run
-
-
-class Heartbeat:
-    """Refreshes the run's heartbeat in a thread; sets ``abort`` on a lost lease or a cancel."""
-
-    def __init__(self, *, run_id: uuid.UUID, token: uuid.UUID) -> None:
-        self.run_id = run_id
-        self.token = token
-        self.abort = threading.Event()
-        self.lost = False
-        self.cancelled = False
-        self._stop = threading.Event()
-        # Often enough to stay fresh, and to notice a cancel within seconds.
-        self._interval = min(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS / 4, 5.0)
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self._interval):
-                self.beat()
-        finally:
-            connection.close()
-
-    def beat(self) -> None:
-        try:
-            updated = Run.objects.filter(pk=self.run_id, lease_token=self.token).update(
-                heartbeat_at=timezone.now()
-            )
-            state = Run.objects.filter(pk=self.run_id).values_list("state", flat=True).first()
-        except DatabaseError:
-            # A dropped connection: try again at the next beat; a long outage makes the lease
-            # stale and the run is resumed elsewhere, which is the right outcome.
-            logger.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
-            close_old_connections()
-            return
-        if not updated:
-            self.lost = True
-            self.abort.set()
-        elif state == RunState.CANCELLED:
-            self.cancelled = True
-            self.abort.set()
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -291,7 +117,7 @@ def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step
     """
     outcome = step.outcome
     with transaction.atomic():
-        run = _locked_if_ours(run_id, token)
+        run = locked_if_ours(run_id, token)
         if run is None:
             return None
         if RunChunk.objects.filter(pk=chunk.pk, state=ChunkState.DONE).exists():
@@ -364,7 +190,7 @@ def _plan(run: Run, token: uuid.UUID) -> None:
     if total % size:
         chunks.append(_chunk(run, len(chunks), lower, run.sequence_to, total % size))
     with transaction.atomic():
-        locked = _locked_if_ours(run.id, token)
+        locked = locked_if_ours(run.id, token)
         if locked is None or locked.planned_at is not None:
             return
         RunChunk.objects.bulk_create(chunks, batch_size=1000)
@@ -436,7 +262,7 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
             if not _fail_unsent(run, token, chunk, unsent_reason):
                 return
     with transaction.atomic():
-        run = _locked_if_ours(run_id, token)
+        run = locked_if_ours(run_id, token)
         if run is None or RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).exists():
             return
         if run.records_delivered + run.records_failed != run.records_total:
@@ -453,7 +279,7 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         run.lease_token = None
         run.waiting_until = None
         run.save(update_fields=["state", "finished_at", "lease_token", "waiting_until"])
-        _wake_queued_on_commit(run)
+        wake_queued_on_commit(run)
 
 
 def _fail_unsent(
@@ -472,18 +298,6 @@ def _fail_unsent(
         return _confirm(run_id=run.id, token=token, chunk=chunk, step=step) is not None
     finally:
         outcome.failures.close()
-
-
-def _wake_queued_on_commit(run: Run) -> None:
-    """A place is free (the run ended or waits): enqueue the runs handed back for want of it,
-    oldest first (the later run of the pipeline, and the organization's queued runs)."""
-    limit = settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION
-    handed_back = Run.objects.filter(
-        organization_id=run.organization_id, state=RunState.QUEUED
-    ).exclude(queued_reason="")
-    ids = list(handed_back.order_by("created_at").values_list("id", flat=True)[:limit])
-    for run_id in ids:
-        transaction.on_commit(lambda run_id=run_id: run_enqueue(run_id=run_id))
 
 
 def final_state(*, delivered: int, failed: int) -> str:
@@ -506,7 +320,7 @@ def run_execute(*, run_id: uuid.UUID) -> None:
 
     Returns at once when the run is finished or another worker holds it.
     """
-    token = _acquire(run_id)
+    token = run_acquire(run_id)
     if token is None:
         return
     with Heartbeat(run_id=run_id, token=token) as heartbeat:
@@ -637,22 +451,22 @@ def _wait(
     now = timezone.now()
     if isinstance(error, Throttled):
         with transaction.atomic():
-            locked = _locked_if_ours(run.id, token)
+            locked = locked_if_ours(run.id, token)
             if locked is None:
                 return True
             until = now + timedelta(seconds=error.retry_after or 0.05)
-            _set_waiting(locked, until=until, error=locked.last_error or error.message)
-            _wake_queued_on_commit(locked)
+            run_set_waiting(locked, until=until, error=locked.last_error or error.message)
+            wake_queued_on_commit(locked)
         return True
     if error.status == GONE:
         health_pause(connector_id=destination_id, error=error.message)
         with transaction.atomic():
-            locked = _locked_if_ours(run.id, token)
+            locked = locked_if_ours(run.id, token)
             if locked is None:
                 return True
             RunChunk.objects.filter(pk=chunk.pk).update(last_error=error.message)
-            _set_waiting(locked, until=None, error=PAUSED_REASON.format(error=error.message))
-            _wake_queued_on_commit(locked)
+            run_set_waiting(locked, until=None, error=PAUSED_REASON.format(error=error.message))
+            wake_queued_on_commit(locked)
         return True
     attempts = chunk.attempts + 1
     first_failed_at = chunk.first_failed_at or now
@@ -674,7 +488,7 @@ def _wait(
         connector_id=destination_id, error=error.message, next_attempt_at=next_attempt_at
     )
     with transaction.atomic():
-        locked = _locked_if_ours(run.id, token)
+        locked = locked_if_ours(run.id, token)
         if locked is None:
             return True
         RunChunk.objects.filter(pk=chunk.pk).update(
@@ -688,6 +502,6 @@ def _wait(
             Run.objects.filter(pk=run.id).update(lease_token=None)
             return True
         message = f"Attempt {attempts} failed: {error.message}"
-        _set_waiting(locked, until=next_attempt_at, error=message)
-        _wake_queued_on_commit(locked)
+        run_set_waiting(locked, until=next_attempt_at, error=message)
+        wake_queued_on_commit(locked)
     return True
