@@ -174,6 +174,7 @@ ORDER = (
     "bench-deliver-single",
     "bench-memory",
     "bench-bisect",
+    "bench-throttle",
 )
 
 

@@ -113,6 +113,12 @@ def _benchmarks() -> dict[str, Callable[[Context], Outcome]]:
         found["bench-bisect"] = deliver.bench_bisect
     except ImportError:
         pass
+    try:
+        from bench.cases import throttle
+
+        found["bench-throttle"] = throttle.bench_throttle
+    except ImportError:
+        pass
     order = {name: index for index, name in enumerate(results.ORDER)}
     return dict(sorted(found.items(), key=lambda item: order.get(item[0], 99)))
 

@@ -9,7 +9,7 @@ from osmos.outbound.headers import is_valid_header_name, is_valid_header_value
 
 
 def save_errors(name: str, value: str) -> list:
-    destination = {"url": "https://example.com/", "headers": [{"name": name, "value": value}]}
+    destination = {"url": "https://93.184.216.34/", "headers": [{"name": name, "value": value}]}
     errors = destination_input_errors(
         direction="destination", destination=destination, required=True
     )
