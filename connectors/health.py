@@ -87,6 +87,11 @@ def health_record_failure(
 def health_record_success(*, connector_id: uuid.UUID) -> bool:
     """Note a success; True when it ended a failing state (``destination_recovered`` is
     sent after the commit). A paused destination stays paused (only a person resumes it)."""
+    plainly_healthy = DestinationHealth.objects.filter(
+        connector_id=connector_id, state=HealthState.HEALTHY, streak_started_at__isnull=True
+    )
+    if plainly_healthy.exists():
+        return False  # the common case: nothing to write
     with transaction.atomic():
         row = _locked(connector_id)
         recovered = row.state == HealthState.FAILING

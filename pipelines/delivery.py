@@ -51,6 +51,7 @@ end. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -355,13 +356,16 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
     single = settings_row.write_mode == WriteMode.SINGLE
     concurrency = settings_row.max_concurrency
+    if settings_row.rate_limit_per_second is not None:
+        # More threads than requests allowed in a second would only queue at the gate.
+        concurrency = min(concurrency, max(1, math.ceil(settings_row.rate_limit_per_second)))
     health = _HealthNotes(destination.pk)
     exhausted = False
     # Rate limit, concurrency and pauses across runs, processes and hosts (osmos.outbound).
     gate = destination_gate(
         destination.pk,
         rate_per_second=settings_row.rate_limit_per_second,
-        max_concurrency=concurrency,
+        max_concurrency=settings_row.max_concurrency,
     )
     with (
         OutboundSession(pool_size=concurrency) as session,

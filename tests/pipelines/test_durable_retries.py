@@ -380,3 +380,38 @@ def test_runs_stuck_on_a_dripping_destination_do_not_delay_another_organization(
             assert all(_state(run) in (RunState.WAITING, RunState.RUNNING) for run in stuck)
     finally:
         worker.stop()
+
+
+def _most_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_the_rate_limit_holds_across_runs_to_one_destination(org_a, loopback, broker):
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=4)
+    worker.start()
+    try:
+        destination = make_destination(
+            org_a, loopback.url, write_mode="single", rate_limit_per_second=20
+        )
+        source = make_source(org_a, count=50)
+        runs = [
+            run_create(
+                pipeline=make_pipeline(org_a, source, destination, name=f"p{n}", sync_mode="full"),
+                trigger="api",
+            )
+            for n in range(2)
+        ]
+        for run in runs:
+            assert wait_for_run(run, timeout=60).records_delivered == 50
+    finally:
+        worker.stop()
+    times = [request.at for request in loopback.requests]
+    assert len(times) == 100
+    assert _most_in_any_second(times) <= 20
+    assert max(times) - min(times) >= 4.0  # 100 requests at 20/s
