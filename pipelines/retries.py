@@ -107,7 +107,8 @@ def send_request(
 
     ``span`` is (first sequence, last sequence, record count) and ``attempt`` the chunk's
     attempt number, for the request log. No quick retry when the destination asked for a
-    longer pause (Retry-After): the chunk waits on the schedule instead. Raises Aborted when
+    longer pause (Retry-After), or when the request took half its timeout or more: the chunk
+    waits on the schedule instead. Raises Aborted when
     ``abort`` is set before the request or during the quick wait.
     """
     quick = settings.DELIVERY_QUICK_RETRY_SECONDS
@@ -132,7 +133,11 @@ def send_request(
             gate.observe(exc.status, exc.headers)
             log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message))
             retry_after = exc.retry_after or 0.0
-            if round_ or not exc.transient or quick <= 0 or retry_after > quick:
+            # A blip (a reset connection, a quick 503) is worth one more try at once; a
+            # request that ran into its deadline is not: trying again would hold the worker
+            # as long once more (a slow or dripping destination must not keep workers).
+            slow = time.monotonic() - started >= target.timeout / 2
+            if round_ or not exc.transient or quick <= 0 or retry_after > quick or slow:
                 return exc
             if abort.wait(quick):
                 raise Aborted() from None
