@@ -27,7 +27,8 @@ What it guarantees
   until its reset (`remaining / reset` per second, when lower than the rate limit).
 - **AIMD**: a 429 halves the concurrency allowed (at most once a second: the other requests in
   flight when the first 429 came say nothing new); then every `concurrency` successes in a
-  row raise it by one, up to `max_concurrency`.
+  row raise it by one, up to `max_concurrency`. Requests already in flight keep their slots:
+  the lower limit applies to new permits.
 
 How it holds across hosts, and why it stays fast
 Shared state is in PostgreSQL (the one service every deployment has; the broker may be Redis
@@ -40,7 +41,7 @@ now". A process does not ask the database for each request: it leases in blocks.
   estimate of the database clock (NTP-style: the claim with the shortest round trip of the
   last 10 s; ~1 ms of error on one machine or in a data centre). A send time not used within
   SLOT_GRACE_SECONDS (20 ms) of its time is dropped: used later, it could bunch with the next.
-  At 20/s that is one claim per request (20 queries/s); at 10,000/s, one per 500 requests.
+  At 20/s that is one claim per request (20 queries/s); at 10,000/s, one per ~480.
 - Concurrency: it leases as many slots as it has requests waiting, keeps them while it is busy
   and returns them after LINGER_SECONDS without use, so a run that sends back to back takes
   one lease and then none. Measured on PostgreSQL, 8 threads of one process, no rate limit:
@@ -168,7 +169,7 @@ class Store(Protocol):
     ) -> Claim | Shared: ...
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]: ...
 
     def renew(self, *, holder: str, ttl: float) -> None: ...
@@ -231,7 +232,7 @@ class MemoryStore:
             return Claim(start - now, interval, count, shared)
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]:
         with self._lock:
             now = time.monotonic()
@@ -241,7 +242,9 @@ class MemoryStore:
                     del self._leases[lease_key]
             limit = min(maximum, state.concurrency or maximum)
             others = sum(n for (k, h), (n, _) in self._leases.items() if k == key and h != holder)
-            granted = max(0, min(slots, limit - others))
+            # Slots in use stay held (a request on the wire cannot be recalled), even when
+            # AIMD has lowered the limit below what the holders have.
+            granted = max(keep, min(slots, limit - others))
             if granted:
                 self._leases[(key, holder)] = (granted, now + ttl)
             else:
@@ -378,7 +381,7 @@ class PostgresStore:
         return Claim(float(row[0]), step, count, shared, db_now=float(row[7]))
 
     def hold(
-        self, key: uuid.UUID, *, holder: str, slots: int, maximum: int, ttl: float
+        self, key: uuid.UUID, *, holder: str, slots: int, keep: int, maximum: int, ttl: float
     ) -> tuple[int, Shared]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
@@ -404,7 +407,9 @@ class PostgresStore:
             )
             others = int(cursor.fetchone()[0])
             limit = min(maximum, shared.concurrency or maximum)
-            granted = max(0, min(slots, limit - others))
+            # Slots in use stay held (a request on the wire cannot be recalled), even when
+            # AIMD has lowered the limit below what the holders have.
+            granted = max(keep, min(slots, limit - others))
             if granted:
                 cursor.execute(
                     "INSERT INTO outbound_gate_lease (destination_id, holder, slots, expires_at) "
@@ -688,12 +693,13 @@ class DestinationGate:
             return False
         try:
             with self._cond:
-                before = self._held
+                before, in_use = self._held, self._in_use
             result = self._store_guarded(
                 self._store.hold,
                 self.destination_id,
                 holder=self._holder,
                 slots=want,
+                keep=in_use,
                 maximum=self.max_concurrency,
                 ttl=_lease_seconds(),
             )

@@ -164,6 +164,22 @@ def test_429s_halve_the_concurrency_and_successes_bring_it_back():
     assert gate._limit() == 8
 
 
+def test_after_a_429_no_new_permit_until_fewer_than_half_are_out():
+    gate = destination_gate(uuid.uuid4(), rate_per_second=None, max_concurrency=4)
+    out = [gate.acquire(max_wait=1) for _ in range(4)]
+    gate.observe(429, None)
+
+    out.pop().release()
+    assert gate.acquire(max_wait=0.2) is None  # 3 out, 2 allowed
+    out.pop().release()
+    out.pop().release()
+    again = gate.acquire(max_wait=1)
+    assert again is not None  # 1 out, 2 allowed
+    assert gate.acquire(max_wait=0.2) is None
+    again.release()
+    out.pop().release()
+
+
 def test_a_permit_never_released_expires(settings):
     settings.OUTBOUND_GATE_PERMIT_MAX_SECONDS = 0.3
     gate = destination_gate(uuid.uuid4(), rate_per_second=None, max_concurrency=1)

@@ -83,6 +83,7 @@ def children(tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        process.log.close()
     close_all()
 
 
