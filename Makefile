@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench bench-ingest bench-validate bench-ingest-small bench-deliver bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle screenshots test-reliability clean
+.PHONY: run test lint format bench bench-ingest bench-validate bench-ingest-small bench-deliver bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle bench-outage-recovery bench-fairness screenshots test-reliability clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -56,7 +56,7 @@ clean:
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-bench-sink bench-validate bench-ingest bench-ingest-small bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle: $(STAMP)
+bench-sink bench-validate bench-ingest bench-ingest-small bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle bench-outage-recovery bench-fairness: $(STAMP)
 	$(PY) bench/run.py $@
 
 bench-deliver: $(STAMP)

@@ -175,6 +175,8 @@ ORDER = (
     "bench-memory",
     "bench-bisect",
     "bench-throttle",
+    "bench-outage-recovery",
+    "bench-fairness",
 )
 
 

@@ -119,6 +119,13 @@ def _benchmarks() -> dict[str, Callable[[Context], Outcome]]:
         found["bench-throttle"] = throttle.bench_throttle
     except ImportError:
         pass
+    try:
+        from bench.cases import resilience
+
+        found["bench-outage-recovery"] = resilience.bench_outage_recovery
+        found["bench-fairness"] = resilience.bench_fairness
+    except ImportError:
+        pass
     order = {name: index for index, name in enumerate(results.ORDER)}
     return dict(sorted(found.items(), key=lambda item: order.get(item[0], 99)))
 

@@ -26,6 +26,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from connectors import api_docs
+from connectors.health import destination_resume
 from connectors.models import Connector, Direction
 from connectors.selectors import connector_get, connector_list, with_schema_and_settings
 from connectors.serializers import ConnectorSerializer
@@ -175,3 +176,13 @@ class ConnectorViewSet(TenantScopedViewSet):
         _json_object(request.data or {})
         result = destination_rotate_signing_secret(connector=connector)
         return self._render_issued(result, code=status.HTTP_200_OK)
+
+    @api_docs.resume_docs
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        connector = self.get_object()
+        if connector.is_source:
+            message = "Only a destination can be resumed."
+            raise InvalidInput([InputError(field="direction", message=message)])
+        destination_resume(connector=connector)  # NotPaused is a Conflict: 409
+        return self._render(connector)

@@ -67,6 +67,15 @@ _DESTINATION_EXAMPLE = {
         "batch_size": 1000,
         "split_failed_batches": True,
         "timeout_seconds": 30,
+        "rate_limit_per_second": 50.0,
+        "max_concurrency": 8,
+        "response_format": "per_record",
+        "health": {
+            "state": "healthy",
+            "since": "2025-01-15T09:30:00Z",
+            "last_error": "",
+            "next_probe_at": None,
+        },
     },
     "source": None,
     "created_at": "2025-01-15T09:30:00Z",
@@ -301,4 +310,21 @@ rotate_signing_secret_docs = extend_schema(
     "a source or a destination without signing enabled.",
     request=None,
     responses={200: ConnectorSerializer, 400: _ERROR_400, 403: _FORBIDDEN, 404: _NOT_FOUND},
+)
+
+resume_docs = extend_schema(
+    summary="Resume a paused destination",
+    parameters=[_ID],
+    description="A destination that answered `410 Gone` is paused: nothing is sent to it "
+    "until a person resumes it here (owners and admins). Its waiting runs then go on at once "
+    "(SPEC §5.2, docs/delivery.md). 409 when it is not paused; 400 for a source.",
+    request=None,
+    responses={
+        200: ConnectorSerializer,
+        400: _ERROR_400,
+        403: _FORBIDDEN,
+        404: _NOT_FOUND,
+        409: OpenApiResponse(_DETAIL, description="The destination is not paused."),
+    },
+    examples=[OpenApiExample("Resumed", value=_DESTINATION_EXAMPLE, response_only=True)],
 )

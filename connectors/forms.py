@@ -105,7 +105,25 @@ def destination_settings(data: QueryDict, headers: Sequence[HeaderRow]) -> dict[
         "timeout_seconds": _int_or_raw(
             data.get("timeout_seconds", str(DESTINATION_DEFAULTS["timeout_seconds"]))
         ),
+        "rate_limit_per_second": _number_or_none(data.get("rate_limit_per_second", "")),
+        "max_concurrency": _int_or_raw(
+            data.get("max_concurrency", str(DESTINATION_DEFAULTS["max_concurrency"]))
+        ),
+        "response_format": data.get("response_format", DESTINATION_DEFAULTS["response_format"]),
     }
+
+
+def _number_or_none(value: str) -> Any:
+    """None for an empty field (no limit), a number when the text is one, else the text
+    itself, for the service to refuse."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return value
+    return number if number == number else value  # NaN is not a rate
 
 
 @dataclass
@@ -164,6 +182,9 @@ class ConnectorDraft:
             "batch_size",
             "split_failed_batches",
             "timeout_seconds",
+            "rate_limit_per_second",
+            "max_concurrency",
+            "response_format",
         )
         settings = {key: self.values[key] for key in keys if key != "headers"}
         settings["headers"] = [{"name": r.name, "value": r.value} for r in self.headers]

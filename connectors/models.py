@@ -115,7 +115,16 @@ class WriteMode(models.TextChoices):
     SINGLE = "single", "Single (one JSON object per request)"
 
 
+class ResponseFormat(models.TextChoices):
+    NONE = "none", "None (any 2xx delivers every record of the request)"
+    PER_RECORD = "per_record", "Per record (the body may reject some records)"
+
+
 MAX_BATCH_SIZE = 250_000
+MIN_RATE_LIMIT_PER_SECOND = 0.1
+MAX_RATE_LIMIT_PER_SECOND = 10_000
+MAX_CONCURRENCY = 64
+DEFAULT_MAX_CONCURRENCY = 8
 
 
 class DestinationSettings(models.Model):
@@ -143,6 +152,23 @@ class DestinationSettings(models.Model):
     signing_secret_encrypted = models.TextField(blank=True, default="")
     signing_previous_secret_encrypted = models.TextField(blank=True, default="")
     signing_previous_expires_at = models.DateTimeField(null=True, blank=True)
+    # SPEC §3.2/§5.2: the most requests per second (null: no limit) and in flight at once to
+    # this destination, across runs, worker processes and hosts.
+    rate_limit_per_second = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(MIN_RATE_LIMIT_PER_SECOND),
+            MaxValueValidator(MAX_RATE_LIMIT_PER_SECOND),
+        ],
+    )
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=DEFAULT_MAX_CONCURRENCY,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY)],
+    )
+    response_format = models.CharField(
+        max_length=10, choices=ResponseFormat.choices, default=ResponseFormat.NONE
+    )
 
     class Meta:
         verbose_name_plural = "destination settings"
@@ -175,6 +201,38 @@ class DestinationSettings(models.Model):
         if self.signing_previous_secret_encrypted and expires is not None and now < expires:
             live.append(crypto.decrypt(self.signing_previous_secret_encrypted))
         return live
+
+
+class HealthState(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    FAILING = "failing", "Failing"
+    PAUSED = "paused", "Paused"
+
+
+class DestinationHealth(models.Model):
+    """Whether a destination answers (SPEC §5.2); written by the delivery engine only.
+
+    A row of its own, not fields of ``DestinationSettings``: a settings form saved while a
+    run records a failure must not write an old health back. No row means ``healthy``.
+    ``streak_started_at`` is when the current run of transient failures began (null after a
+    success); ``next_probe_at`` is when the next attempt may go to a failing destination
+    (one at a time: the run that claims it moves it on).
+    """
+
+    connector = models.OneToOneField(
+        Connector, on_delete=models.CASCADE, primary_key=True, related_name="health"
+    )
+    state = models.CharField(max_length=7, choices=HealthState.choices, default=HealthState.HEALTHY)
+    since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    streak_started_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "destination health"
+
+    def __str__(self) -> str:
+        return f"{self.connector_id}: {self.state}"
 
 
 class SourceState(models.TextChoices):

@@ -14,12 +14,19 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from connectors.credentials import MAX_GRACE_HOURS, verification_view
+from connectors.health import health_of
 from connectors.models import (
+    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_VERIFICATION_HEADER,
     MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_RATE_LIMIT_PER_SECOND,
+    MIN_RATE_LIMIT_PER_SECOND,
     Connector,
     Direction,
+    HealthState,
     HttpMethod,
+    ResponseFormat,
     VerificationScheme,
     WriteMode,
 )
@@ -88,6 +95,17 @@ class SourceWriteSerializer(serializers.Serializer):
     verification = VerificationSerializer(required=False)
 
 
+class DestinationHealthSerializer(serializers.Serializer):
+    """Read-only (SPEC §5.2): whether the destination answers; see docs/delivery.md."""
+
+    state = serializers.ChoiceField(choices=HealthState.values)
+    since = serializers.DateTimeField()
+    last_error = serializers.CharField(allow_blank=True)
+    next_probe_at = serializers.DateTimeField(
+        allow_null=True, help_text="While failing: when the next attempt goes."
+    )
+
+
 class DestinationSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
     method = serializers.ChoiceField(
@@ -104,9 +122,34 @@ class DestinationSerializer(serializers.Serializer):
         default=DESTINATION_DEFAULTS["split_failed_batches"]
     )
     timeout_seconds = serializers.IntegerField(
-        min_value=1, max_value=MAX_TIMEOUT_SECONDS, default=DESTINATION_DEFAULTS["timeout_seconds"]
+        min_value=1,
+        max_value=MAX_TIMEOUT_SECONDS,
+        default=DESTINATION_DEFAULTS["timeout_seconds"],
+        help_text="Bounds the whole request: connect, send and the complete response.",
     )
     signing = SigningSerializer(required=False)
+    rate_limit_per_second = serializers.FloatField(
+        min_value=MIN_RATE_LIMIT_PER_SECOND,
+        max_value=MAX_RATE_LIMIT_PER_SECOND,
+        allow_null=True,
+        default=None,
+        help_text="The most requests per second to this destination, across all runs, "
+        "workers and hosts; null = no limit.",
+    )
+    max_concurrency = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_CONCURRENCY,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help_text="The most requests in flight to this destination at once, across all runs, "
+        "workers and hosts.",
+    )
+    response_format = serializers.ChoiceField(
+        choices=ResponseFormat.values,
+        default=ResponseFormat.NONE,
+        help_text="`none`: any 2xx delivers every record of the request. `per_record`: a "
+        'body `{"rejected": [{"index", "reason"}]}` fails those records (docs/delivery.md).',
+    )
+    health = DestinationHealthSerializer(read_only=True, required=False)
 
 
 class DestinationReadSerializer(DestinationSerializer):
@@ -182,6 +225,10 @@ class ConnectorSerializer(serializers.Serializer):
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
             "signing": signing,
+            "rate_limit_per_second": settings_.rate_limit_per_second,
+            "max_concurrency": settings_.max_concurrency,
+            "response_format": settings_.response_format,
+            "health": DestinationHealthSerializer(health_of(connector)).data,
         }
 
     def _source(self, connector: Connector) -> dict[str, Any]:

@@ -137,7 +137,8 @@ def connector_create(
     ``fields``: the schema, a list of ``{"name", "type", "nullable"}`` (or ``FieldSpec``).
     ``destination`` (for a destination only): ``url`` (required) and optionally ``method``,
     ``headers`` (a list of ``{"name", "value"}``), ``write_mode``, ``batch_size``,
-    ``split_failed_batches``, ``timeout_seconds``, ``signing`` (``{"enabled"}``: the signing
+    ``split_failed_batches``, ``timeout_seconds``, ``rate_limit_per_second``,
+    ``max_concurrency``, ``response_format``, ``signing`` (``{"enabled"}``: the signing
     secret is returned once). ``source`` (for a source only): optionally ``verification``
     (``{"scheme", "header", "secret"}``, see ``connectors.credentials``). A source gets its
     ingest token, returned in plain text only here.
@@ -168,6 +169,9 @@ def connector_create(
             batch_size=values["batch_size"],
             split_failed_batches=values["split_failed_batches"],
             timeout_seconds=values["timeout_seconds"],
+            rate_limit_per_second=values["rate_limit_per_second"],
+            max_concurrency=values["max_concurrency"],
+            response_format=values["response_format"],
         )
         settings.headers_encrypted = encrypted_headers(values["headers"], stored={})
         signing_secret = credentials.apply_signing(

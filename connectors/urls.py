@@ -19,4 +19,6 @@ urlpatterns = [
     path("<str:connector_id>/test/", views.destination_test, name="test"),
     path("<str:connector_id>/signing/", views.destination_signing, name="signing"),
     path("<str:connector_id>/verification/", views.source_verification, name="verification"),
+    path("<str:connector_id>/health/", views.destination_health, name="health"),
+    path("<str:connector_id>/resume/", views.destination_resume_view, name="resume"),
 ]

@@ -15,7 +15,18 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
-from connectors.models import MAX_BATCH_SIZE, Connector, Direction, HttpMethod, WriteMode
+from connectors.models import (
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
+    MAX_RATE_LIMIT_PER_SECOND,
+    MIN_RATE_LIMIT_PER_SECOND,
+    Connector,
+    Direction,
+    HttpMethod,
+    ResponseFormat,
+    WriteMode,
+)
 from connectors.schema import schema_definition_errors
 from osmos import crypto
 from osmos.errors import InputError, raise_if_any
@@ -48,6 +59,9 @@ DESTINATION_KEYS = (
     "split_failed_batches",
     "timeout_seconds",
     "signing",
+    "rate_limit_per_second",
+    "max_concurrency",
+    "response_format",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -56,6 +70,9 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "batch_size": MAX_BATCH_SIZE,
     "split_failed_batches": False,
     "timeout_seconds": 30,
+    "rate_limit_per_second": None,
+    "max_concurrency": DEFAULT_MAX_CONCURRENCY,
+    "response_format": ResponseFormat.NONE.value,
 }
 
 
@@ -117,6 +134,19 @@ def _int_setting_error(key: str, value: object, low: int, high: int) -> InputErr
         return InputError(
             field=f"destination.{key}", message=f"Must be a whole number from {low} to {high:,}."
         )
+    return None
+
+
+def _rate_limit_error(value: object) -> InputError | None:
+    # null = no limit; JSON has one number type, so 5 and 0.5 are both fine.
+    if value is None:
+        return None
+    low, high = MIN_RATE_LIMIT_PER_SECOND, MAX_RATE_LIMIT_PER_SECOND
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        message = (
+            f"Must be null (no limit) or a number of requests per second from {low} to {high:,}."
+        )
+        return InputError(field="destination.rate_limit_per_second", message=message)
     return None
 
 
@@ -203,6 +233,9 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
             _int_setting_error("timeout_seconds", v, 1, MAX_TIMEOUT_SECONDS)
         ],
         "signing": _signing_errors,
+        "rate_limit_per_second": lambda v: [_rate_limit_error(v)],
+        "max_concurrency": lambda v: [_int_setting_error("max_concurrency", v, 1, MAX_CONCURRENCY)],
+        "response_format": lambda v: [_choice_error("response_format", v, ResponseFormat.values)],
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)

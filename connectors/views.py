@@ -32,6 +32,7 @@ from connectors.forms import (
     SchemaRow,
     curl_example_body,
 )
+from connectors.health import NotPaused, destination_resume, health_of
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
     Connector,
@@ -194,6 +195,7 @@ def _destination_page(
             "test_result": test_result,
             "issued_secret": _issued_secret(request, connector),
             "signing_previous_until": _previous_until(connector.destination),
+            "health": health_of(connector),
         },
     )
 
@@ -256,6 +258,34 @@ def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
     else:
         _remember_token(request, result)
         messages.success(request, "Sender verification saved.")
+    return redirect("connectors:detail", connector_id=connector.pk)
+
+
+@organization_required
+@require_GET
+def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
+    """The health block of a destination page, polled (SPEC §5.2)."""
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404("Only a destination has a health.")
+    context = {"connector": connector, "health": health_of(connector)}
+    return render(request, "connectors/_health.html", context)
+
+
+@organization_required
+@require_POST
+def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
+    """Resume a paused destination: its waiting runs go on at once."""
+    require_manager(request)
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404("Only a destination can be resumed.")
+    try:
+        destination_resume(connector=connector)
+    except NotPaused as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Destination resumed: its waiting runs go on now.")
     return redirect("connectors:detail", connector_id=connector.pk)
 
 
@@ -337,6 +367,9 @@ def _draft_of(connector: Connector) -> ConnectorDraft:
             "batch_size": settings_.batch_size,
             "split_failed_batches": settings_.split_failed_batches,
             "timeout_seconds": settings_.timeout_seconds,
+            "rate_limit_per_second": settings_.rate_limit_per_second,
+            "max_concurrency": settings_.max_concurrency,
+            "response_format": settings_.response_format,
         }
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name

@@ -283,13 +283,7 @@ EMBEDDED_WORKER_THREADS = env_int("EMBEDDED_WORKER_THREADS", 4, minimum=1)
 # CIDRs that may be called although private/loopback (development and tests only).
 # Cloud metadata addresses are refused even when listed.
 OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
-DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5, minimum=1)
-DELIVERY_BACKOFF_BASE_SECONDS = env_float("DELIVERY_BACKOFF_BASE_SECONDS", 1.0)
-DELIVERY_BACKOFF_MAX_SECONDS = env_float("DELIVERY_BACKOFF_MAX_SECONDS", 60.0)
 DELIVERY_RETRY_AFTER_CAP_SECONDS = env_float("DELIVERY_RETRY_AFTER_CAP_SECONDS", 300.0)
-DELIVERY_SINGLE_CONCURRENCY = env_int("DELIVERY_SINGLE_CONCURRENCY", 8, minimum=1)
-# A single-mode run finding its destination busy with another run tries again after this.
-DELIVERY_DESTINATION_BUSY_RETRY_SECONDS = env_float("DELIVERY_DESTINATION_BUSY_RETRY_SECONDS", 5.0)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = env_int("RUN_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 15.0)
 # Single mode: records per chunk (the unit confirmed at once, so at most this many are sent
@@ -438,3 +432,30 @@ OUTBOUND_GATE_LEASE_SECONDS = env_float("OUTBOUND_GATE_LEASE_SECONDS", 30.0)
 OUTBOUND_GATE_SYNC_SECONDS = env_float("OUTBOUND_GATE_SYNC_SECONDS", 0.05)
 # A permit never released (a bug) is taken back after this long: above the longest request.
 OUTBOUND_GATE_PERMIT_MAX_SECONDS = env_float("OUTBOUND_GATE_PERMIT_MAX_SECONDS", 600.0)
+
+
+# Delivery engine: durable retries, destination health, fairness (issue 11, SPEC §5.1, §5.2).
+def _retry_schedule(name: str, default: str) -> tuple[float, ...]:
+    raw = env.str(name, default=default)
+    try:
+        steps = tuple(float(step) for step in raw.split(",") if step.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: give seconds separated by commas") from None
+    if not steps or any(step < 0 for step in steps):
+        raise ImproperlyConfigured(f"{name}={raw!r}: give at least one step, none negative")
+    return steps
+
+
+# Seconds between the attempts of a chunk that fails transiently (about 24 hours in all);
+# its records fail when the schedule is exhausted.
+DELIVERY_RETRY_SCHEDULE = _retry_schedule(
+    "DELIVERY_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800"
+)
+# One quick retry inside the worker before the chunk waits on the schedule (0: none).
+DELIVERY_QUICK_RETRY_SECONDS = env_float("DELIVERY_QUICK_RETRY_SECONDS", 1.0)
+DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env_int(
+    "DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION", 4, minimum=1
+)
+# Single mode confirms a chunk's progress at least this often (what a crash re-sends).
+DELIVERY_PROGRESS_SECONDS = env_float("DELIVERY_PROGRESS_SECONDS", 1.0)
+DESTINATION_FAILING_AFTER_SECONDS = env_float("DESTINATION_FAILING_AFTER_SECONDS", 300.0)

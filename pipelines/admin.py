@@ -6,7 +6,14 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from pipelines.models import Pipeline, RecordFailure, RequestLog, Run, RunState, Trigger
+from pipelines.models import (
+    ACTIVE_RUN_STATES,
+    Pipeline,
+    RecordFailure,
+    RequestLog,
+    Run,
+    Trigger,
+)
 from pipelines.services import PipelineConflict, run_cancel, run_create
 
 
@@ -64,7 +71,7 @@ def rerun(modeladmin, request, queryset):
 @admin.action(description="Cancel the selected runs")
 def cancel(modeladmin, request, queryset):
     done = 0
-    for run in queryset.filter(state__in=[RunState.QUEUED, RunState.RUNNING]):
+    for run in queryset.filter(state__in=ACTIVE_RUN_STATES):
         try:
             run_cancel(run=run)
             done += 1

@@ -101,6 +101,14 @@ class PipelinePatchSerializer(PipelineWriteSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     pipeline = serializers.UUIDField(source="pipeline_id")
+    waiting_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="A `waiting` run: when its next attempt goes (null while its destination "
+        "is paused, or when it is not waiting).",
+    )
+    last_error = serializers.CharField(
+        allow_blank=True, help_text="The last error that made the run wait (kept afterwards)."
+    )
 
     class Meta:
         model = Run
@@ -116,6 +124,8 @@ class RunSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "waiting_until",
+            "last_error",
         ]
 
 
@@ -153,6 +163,8 @@ _RUN_EXAMPLE = {
     "created_at": "2025-03-01T10:00:00Z",
     "started_at": "2025-03-01T10:00:01Z",
     "finished_at": "2025-03-01T10:00:04Z",
+    "waiting_until": None,
+    "last_error": "",
 }
 _FAILURE_EXAMPLE = {
     "sequence": 42,
@@ -360,7 +372,23 @@ def failures_csv_rows(failures) -> Iterator[str]:
     retrieve=extend_schema(
         summary="Get a run",
         responses={200: RunSerializer, 404: _DETAIL},
-        examples=[OpenApiExample("A run", value=_RUN_EXAMPLE, response_only=True)],
+        examples=[
+            OpenApiExample("A run", value=_RUN_EXAMPLE, response_only=True),
+            OpenApiExample(
+                "Waiting",
+                value={
+                    **_RUN_EXAMPLE,
+                    "state": "waiting",
+                    "records_delivered": 400,
+                    "records_failed": 0,
+                    "finished_at": None,
+                    "waiting_until": "2025-03-01T10:02:04Z",
+                    "last_error": "Attempt 3 failed: The destination answered 503 Service "
+                    "Unavailable.",
+                },
+                response_only=True,
+            ),
+        ],
     ),
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):

@@ -10,17 +10,25 @@ How a run is executed (``run_execute``, called by the ``execute_run`` actor):
    ``batch_size`` records; single mode: settings.DELIVERY_SINGLE_CHUNK_RECORDS), each with
    an ``Idempotency-Key`` derived from the run and the chunk's sequence range.
 3. **Deliver** each pending chunk: rows are streamed from the database, mapped, checked
-   against the destination schema (invalid records fail, unsent), and sent. Batch mode
-   serializes the chunk into a spooled temporary file and sends it as one JSON array,
-   bisecting on a permanent 4xx when ``split_failed_batches`` is on; single mode sends one
-   object per request over one keep-alive session with bounded concurrency, holding the
-   destination's slot (``slots.py``) so that two runs never double it; a run that finds the
-   slot taken goes back to the queue for a while.
-4. **Confirm** the chunk in one transaction, under the run's row lock and only while the
-   lease is still ours: its failure rows, its ``done`` state and the run's counters. So a
-   confirmed chunk is never sent again, and an unconfirmed one is sent again after a crash
-   with the same idempotency keys.
-5. **Finish**: the state follows from the counters; a cancelled run first records its
+   against the destination schema (invalid records fail, unsent), and sent through the
+   destination's gate (``osmos.outbound.gate``: its rate limit and concurrency across runs,
+   processes and hosts, and the pauses it asked for). Batch mode serializes the chunk into a
+   spooled temporary file and sends it as one JSON array, bisecting on a permanent 4xx when
+   ``split_failed_batches`` is on; single mode sends one object per request over one
+   keep-alive session, ``max_concurrency`` at a time, in steps of about a second.
+4. **Confirm** each step in one transaction, under the run's row lock and only while the
+   lease is still ours: its failure rows, the chunk's ``done`` state (or, single mode, how
+   far it got: ``confirmed_through``) and the run's counters. So a confirmed record is never
+   sent again, and an unconfirmed one is sent again after a crash with the same idempotency
+   key.
+5. **Wait** (SPEC §5.1): a chunk that fails transiently (after one quick retry) stores its
+   attempt count, next attempt time and last error; the run becomes ``waiting``, releases
+   the lease and the worker, and is resumed by a delayed message for that time or by the
+   scheduler's sweep. Its records fail only once settings.DELIVERY_RETRY_SCHEDULE is
+   exhausted. The destination's health (``connectors.health``) learns of failures and
+   successes: a failing destination is tried by one run at a time, a paused one (410) by
+   none until a person resumes it.
+6. **Finish**: the state follows from the counters; a cancelled run first records its
    unsent records as failed. ``records_delivered + records_failed == records_total``.
 
 A worker stops taking new chunks after settings.DELIVERY_RUN_SLICE_SECONDS, releases the
@@ -28,43 +36,64 @@ lease and enqueues the run again, so one long run does not hold a worker thread 
 A run found without a live worker more than settings.RUN_MAX_RESUMES times fails its unsent
 records instead of being resumed forever.
 
+Before taking the lease the run must be allowed to start: an earlier active run of its
+pipeline, or settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION runs of its organization
+already executing, send it back to ``queued`` with the reason (it is enqueued again when a
+place frees); a failing or paused destination makes it wait. Leases, heartbeats, admission
+and waiting are in ``pipelines.leases``.
+
 Step 3 lives in ``pipelines.senders`` (batch and single mode), ``pipelines.records``
-(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request
-with backoff); this module owns the lease, the plan, the confirmation and the end.
+(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request,
+the schedule); this module owns the lease, the plan, the confirmation, the waiting and the
+end. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from connectors.health import (
+    health_pause,
+    health_record_failure,
+    health_record_success,
+)
 from connectors.models import WriteMode
 from connectors.schema import compile_schema
-from osmos.outbound.client import OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.outbound.gate import destination_gate
+from pipelines.leases import (
+    PAUSED_REASON,
+    Heartbeat,
+    locked_if_ours,
+    run_acquire,
+    run_set_waiting,
+    wake_queued_on_commit,
+)
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.queue import run_enqueue
 from pipelines.records import (
     FailureSpool,
     Outcome,
+    Step,
     chunk_rows,
     encode,
     record_preparer,
     run_selection,
 )
-from pipelines.retries import Target
+from pipelines.retries import GONE, Target, Throttled, gave_up_reason, next_delay
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
-from pipelines.slots import destination_slot
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -77,101 +106,19 @@ GAVE_UP_REASON = (
 FAILURE_INSERT_BATCH = 1000
 
 
-# --- leases and heartbeats ----------------------------------------------------------------------
-
-
-def _stale_before() -> Any:
-    return timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-
-
-def _acquire(run_id: uuid.UUID) -> uuid.UUID | None:
-    """Take the run's lease; None when it is finished, gone, or held by a live worker."""
-    with transaction.atomic():
-        run = Run.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.finished_at is not None:
-            return None
-        live = run.heartbeat_at is not None and run.heartbeat_at > _stale_before()
-        if run.lease_token is not None and live:
-            return None
-        now = timezone.now()
-        run.lease_token = uuid.uuid4()
-        run.heartbeat_at = now
-        run.attempts += 1
-        if run.state == RunState.QUEUED:
-            run.state = RunState.RUNNING
-        run.started_at = run.started_at or now
-        run.save(update_fields=["lease_token", "heartbeat_at", "attempts", "state", "started_at"])
-        return run.lease_token
-
-
-def _locked_if_ours(run_id: uuid.UUID, token: uuid.UUID) -> Run | None:
-    """The run locked for this transaction, or None when our lease was taken away."""
-    run = Run.objects.select_for_update().filter(pk=run_id).first()
-    if run is None or run.lease_token != token:
-        return None
-    return run
-
-
-class Heartbeat:
-    """Refreshes the run's heartbeat in a thread; sets ``abort`` on a lost lease or a cancel."""
-
-    def __init__(self, *, run_id: uuid.UUID, token: uuid.UUID) -> None:
-        self.run_id = run_id
-        self.token = token
-        self.abort = threading.Event()
-        self.lost = False
-        self.cancelled = False
-        self._stop = threading.Event()
-        # Often enough to stay fresh, and to notice a cancel within seconds.
-        self._interval = min(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS / 4, 5.0)
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self._interval):
-                self.beat()
-        finally:
-            connection.close()
-
-    def beat(self) -> None:
-        try:
-            updated = Run.objects.filter(pk=self.run_id, lease_token=self.token).update(
-                heartbeat_at=timezone.now()
-            )
-            state = Run.objects.filter(pk=self.run_id).values_list("state", flat=True).first()
-        except DatabaseError:
-            # A dropped connection: try again at the next beat; a long outage makes the lease
-            # stale and the run is resumed elsewhere, which is the right outcome.
-            logger.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
-            close_old_connections()
-            return
-        if not updated:
-            self.lost = True
-            self.abort.set()
-        elif state == RunState.CANCELLED:
-            self.cancelled = True
-            self.abort.set()
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
-def _confirm(
-    *, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, outcome: Outcome
-) -> Run | None:
-    """Record the chunk's outcome atomically and return the run as locked (its state tells
+def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step) -> Run | None:
+    """Record a step of the chunk atomically and return the run as locked (its state tells
     whether it was cancelled meanwhile); None, with nothing written, when the lease is lost.
+
+    A step that made progress starts the chunk's retry schedule afresh: the schedule
+    counts the failures in a row of the records the chunk is stuck on.
     """
+    outcome = step.outcome
     with transaction.atomic():
-        run = _locked_if_ours(run_id, token)
+        run = locked_if_ours(run_id, token)
         if run is None:
             return None
         if RunChunk.objects.filter(pk=chunk.pk, state=ChunkState.DONE).exists():
@@ -194,22 +141,28 @@ def _confirm(
                 batch = []
         RecordFailure.objects.bulk_create(batch)
         failed = outcome.failures.count
-        if outcome.delivered + failed != chunk.record_count:
-            # The records of a range never change, so this is a bug: say so loudly.
-            logger.error(
-                "chunk %s of run %s: %s delivered + %s failed != %s records",
-                chunk.index,
-                run_id,
-                outcome.delivered,
-                failed,
-                chunk.record_count,
-            )
-        RunChunk.objects.filter(pk=chunk.pk).update(
-            state=ChunkState.DONE,
-            delivered=outcome.delivered,
-            failed=failed,
-            finished_at=timezone.now(),
-        )
+        chunk.delivered += outcome.delivered
+        chunk.failed += failed
+        changes: dict[str, Any] = {"delivered": chunk.delivered, "failed": chunk.failed}
+        if step.done:
+            if chunk.delivered + chunk.failed != chunk.record_count:
+                # The records of a range never change, so this is a bug: say so loudly.
+                logger.error(
+                    "chunk %s of run %s: %s delivered + %s failed != %s records",
+                    chunk.index,
+                    run_id,
+                    chunk.delivered,
+                    chunk.failed,
+                    chunk.record_count,
+                )
+            changes.update(state=ChunkState.DONE, finished_at=timezone.now())
+        elif step.through is not None and step.through > (chunk.confirmed_through or 0):
+            chunk.confirmed_through = step.through
+            changes["confirmed_through"] = step.through
+        if outcome.delivered or failed:
+            chunk.attempts, chunk.first_failed_at = 0, None
+            changes.update(attempts=0, first_failed_at=None, next_attempt_at=None)
+        RunChunk.objects.filter(pk=chunk.pk).update(**changes)
         Run.objects.filter(pk=run_id).update(
             records_delivered=F("records_delivered") + outcome.delivered,
             records_failed=F("records_failed") + failed,
@@ -238,7 +191,7 @@ def _plan(run: Run, token: uuid.UUID) -> None:
     if total % size:
         chunks.append(_chunk(run, len(chunks), lower, run.sequence_to, total % size))
     with transaction.atomic():
-        locked = _locked_if_ours(run.id, token)
+        locked = locked_if_ours(run.id, token)
         if locked is None or locked.planned_at is not None:
             return
         RunChunk.objects.bulk_create(chunks, batch_size=1000)
@@ -279,8 +232,11 @@ def _pending_chunks(run_id: uuid.UUID) -> list[RunChunk]:
     return list(RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).order_by("index"))
 
 
-def _unsent_outcome(run: Run, chunk: RunChunk, reason: str) -> Outcome:
-    """Every record of a chunk that will not be sent, failed with ``reason``."""
+def _unsent_outcome(
+    run: Run, chunk: RunChunk, reason: str, *, status: int | None = None, excerpt: str = ""
+) -> Outcome:
+    """Every record of a chunk not confirmed yet (it will not be sent), failed with
+    ``reason``."""
     outcome = Outcome(failures=FailureSpool())
     mapping = tuple(run.mapping.items())
     for sequence, data in chunk_rows(run, chunk):
@@ -288,8 +244,8 @@ def _unsent_outcome(run: Run, chunk: RunChunk, reason: str) -> Outcome:
             sequence=sequence,
             record=encode(map_record(data, mapping)),
             reason=reason,
-            status=None,
-            excerpt="",
+            status=status,
+            excerpt=excerpt,
         )
     return outcome
 
@@ -304,15 +260,10 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         unsent_reason = GAVE_UP_REASON.format(resumes=run.resumes)
     if unsent_reason is not None:
         for chunk in _pending_chunks(run_id):
-            outcome = _unsent_outcome(run, chunk, unsent_reason)
-            try:
-                confirmed = _confirm(run_id=run_id, token=token, chunk=chunk, outcome=outcome)
-            finally:
-                outcome.failures.close()
-            if confirmed is None:
+            if not _fail_unsent(run, token, chunk, unsent_reason):
                 return
     with transaction.atomic():
-        run = _locked_if_ours(run_id, token)
+        run = locked_if_ours(run_id, token)
         if run is None or RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).exists():
             return
         if run.records_delivered + run.records_failed != run.records_total:
@@ -327,7 +278,27 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
             run.state = final_state(delivered=run.records_delivered, failed=run.records_failed)
         run.finished_at = timezone.now()
         run.lease_token = None
-        run.save(update_fields=["state", "finished_at", "lease_token"])
+        run.waiting_until = None
+        run.save(update_fields=["state", "finished_at", "lease_token", "waiting_until"])
+        wake_queued_on_commit(run)
+
+
+def _fail_unsent(
+    run: Run,
+    token: uuid.UUID,
+    chunk: RunChunk,
+    reason: str,
+    status: int | None = None,
+    excerpt: str = "",
+) -> bool:
+    """Fail every record of the chunk not confirmed yet with ``reason``; False when the
+    lease was lost."""
+    outcome = _unsent_outcome(run, chunk, reason, status=status, excerpt=excerpt)
+    try:
+        step = Step(outcome=outcome, done=True)
+        return _confirm(run_id=run.id, token=token, chunk=chunk, step=step) is not None
+    finally:
+        outcome.failures.close()
 
 
 def final_state(*, delivered: int, failed: int) -> str:
@@ -340,33 +311,9 @@ def final_state(*, delivered: int, failed: int) -> str:
 
 def _release(run_id: uuid.UUID, token: uuid.UUID) -> None:
     """Give the lease back and enqueue the run again (its time slice is over)."""
-    from pipelines.services import run_enqueue  # services imports tasks imports this module
-
     with transaction.atomic():
         if Run.objects.filter(pk=run_id, lease_token=token).update(lease_token=None):
             transaction.on_commit(lambda: run_enqueue(run_id=run_id))
-
-
-def _wait_for_destination(run_id: uuid.UUID, token: uuid.UUID) -> None:
-    """Another run is sending to the destination: put this one back in the queue for later.
-
-    Queued, not running, because waiting is not a crash: the stale-run sweep (which counts
-    resumes) leaves a queued run alone. ``enqueued_at`` stays empty until the delayed
-    message is really sent (``run_enqueue`` stamps it), so a broker failure here is caught
-    by the never-enqueued sweep. A run cancelled meanwhile is handed back at once, to be
-    settled.
-    """
-    from pipelines.services import run_enqueue  # services imports tasks imports this module
-
-    delay = settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS
-    with transaction.atomic():
-        requeued = Run.objects.filter(pk=run_id, lease_token=token, state=RunState.RUNNING).update(
-            lease_token=None, state=RunState.QUEUED, enqueued_at=None
-        )
-        if requeued:
-            transaction.on_commit(lambda: run_enqueue(run_id=run_id, delay_seconds=delay))
-            return
-    _release(run_id, token)
 
 
 def run_execute(*, run_id: uuid.UUID) -> None:
@@ -374,7 +321,7 @@ def run_execute(*, run_id: uuid.UUID) -> None:
 
     Returns at once when the run is finished or another worker holds it.
     """
-    token = _acquire(run_id)
+    token = run_acquire(run_id)
     if token is None:
         return
     with Heartbeat(run_id=run_id, token=token) as heartbeat:
@@ -394,7 +341,8 @@ def run_execute(*, run_id: uuid.UUID) -> None:
 
 
 def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
-    """Send and confirm pending chunks; False when the run must stop here (lease or time)."""
+    """Send and confirm pending chunks; False when the run must stop here (lease or time,
+    or a chunk that waits for its next attempt)."""
     destination = run.pipeline.destination
     settings_row = destination.destination
     prepare = record_preparer(
@@ -407,14 +355,22 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     recorder = RequestRecorder(run=run)
     deadline = time.monotonic() + settings.DELIVERY_RUN_SLICE_SECONDS
     single = settings_row.write_mode == WriteMode.SINGLE
+    concurrency = settings_row.max_concurrency
+    if settings_row.rate_limit_per_second is not None:
+        # More threads than requests allowed in a second would only queue at the gate.
+        concurrency = min(concurrency, max(1, math.ceil(settings_row.rate_limit_per_second)))
+    health = _HealthNotes(destination.pk)
+    exhausted = False
+    # Rate limit, concurrency and pauses across runs, processes and hosts (osmos.outbound).
+    gate = destination_gate(
+        destination.pk,
+        rate_per_second=settings_row.rate_limit_per_second,
+        max_concurrency=settings_row.max_concurrency,
+    )
     with (
-        destination_slot(destination.pk) if single else nullcontext(True) as slot_taken,
-        OutboundSession(pool_size=settings.DELIVERY_SINGLE_CONCURRENCY) as session,
-        ThreadPoolExecutor(max_workers=settings.DELIVERY_SINGLE_CONCURRENCY) as pool,
+        OutboundSession(pool_size=concurrency) as session,
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
     ):
-        if not slot_taken:
-            _wait_for_destination(run.id, token)
-            return False
         if not single:
             sender: BatchSender | SingleSender = BatchSender(
                 run=run,
@@ -424,6 +380,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
+                gate=gate,
             )
         else:
             sender = SingleSender(
@@ -434,7 +391,8 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 abort=heartbeat.abort,
                 recorder=recorder,
                 pool=pool,
-                concurrency=settings.DELIVERY_SINGLE_CONCURRENCY,
+                concurrency=concurrency,
+                gate=gate,
             )
         for position, chunk in enumerate(_pending_chunks(run.id)):
             if heartbeat.abort.is_set():
@@ -443,15 +401,111 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
             if position and time.monotonic() > deadline:
                 _release(run.id, token)
                 return False
-            outcome = sender.deliver(chunk)
-            try:
-                confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, outcome=outcome)
-            finally:
-                outcome.failures.close()
-            if confirmed is None:
-                return False
-            if confirmed.state == RunState.CANCELLED:
-                # Seen under the row lock: stop now rather than at the next heartbeat.
-                heartbeat.cancelled = True
-                heartbeat.abort.set()
+            for step in sender.deliver(chunk):
+                try:
+                    confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, step=step)
+                finally:
+                    step.outcome.failures.close()
+                if confirmed is None:
+                    return False
+                if step.wait is None and step.outcome.delivered:
+                    health.success()
+                if confirmed.state == RunState.CANCELLED:
+                    # Seen under the row lock: stop now rather than at the next heartbeat.
+                    heartbeat.cancelled = True
+                    heartbeat.abort.set()
+                    return True
+                if step.wait is not None:
+                    if _wait(run, token, chunk, step.wait, exhausted=exhausted):
+                        return False
+                    # The schedule is exhausted and the chunk's records failed; the run goes
+                    # on, and its later chunks fail at their first such failure (the
+                    # destination has been failing for the whole schedule already).
+                    exhausted = True
+                    break
+    return True
+
+
+class _HealthNotes:
+    """Tells the destination's health about successes, without a write per step: only the
+    first success of the run and only when the destination is not plainly healthy."""
+
+    def __init__(self, destination_id: uuid.UUID) -> None:
+        self.destination_id = destination_id
+        self._pending = True
+
+    def success(self) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        health_record_success(connector_id=self.destination_id)
+
+
+def _wait(
+    run: Run, token: uuid.UUID, chunk: RunChunk, error: DeliveryError, *, exhausted: bool
+) -> bool:
+    """The chunk failed in a way that makes it wait: store its next attempt and set the run
+    ``waiting`` (True), or, once its retry schedule is exhausted, fail its records (False:
+    the run goes on with its next chunk).
+
+    ``410 Gone`` pauses the destination instead: the run waits, without a time, until a
+    person resumes it, and the attempt does not count against the schedule.
+    """
+    destination_id = run.pipeline.destination_id
+    now = timezone.now()
+    if isinstance(error, Throttled):
+        with transaction.atomic():
+            locked = locked_if_ours(run.id, token)
+            if locked is None:
+                return True
+            until = now + timedelta(seconds=error.retry_after or 0.05)
+            run_set_waiting(locked, until=until, error=locked.last_error or error.message)
+            wake_queued_on_commit(locked)
+        return True
+    if error.status == GONE:
+        health_pause(connector_id=destination_id, error=error.message)
+        with transaction.atomic():
+            locked = locked_if_ours(run.id, token)
+            if locked is None:
+                return True
+            RunChunk.objects.filter(pk=chunk.pk).update(last_error=error.message)
+            run_set_waiting(locked, until=None, error=PAUSED_REASON.format(error=error.message))
+            wake_queued_on_commit(locked)
+        return True
+    attempts = chunk.attempts + 1
+    first_failed_at = chunk.first_failed_at or now
+    delay = next_delay(
+        failed_attempts=attempts,
+        retry_after=error.retry_after,
+        schedule=settings.DELIVERY_RETRY_SCHEDULE,
+    )
+    if delay is None or exhausted:
+        reason = gave_up_reason(
+            last_error=error.message,
+            attempts=attempts,
+            seconds=(now - first_failed_at).total_seconds(),
+        )
+        _fail_unsent(run, token, chunk, reason, status=error.status, excerpt=error.response_excerpt)
+        return False
+    next_attempt_at = now + timedelta(seconds=delay)
+    health_record_failure(
+        connector_id=destination_id, error=error.message, next_attempt_at=next_attempt_at
+    )
+    with transaction.atomic():
+        locked = locked_if_ours(run.id, token)
+        if locked is None:
+            return True
+        RunChunk.objects.filter(pk=chunk.pk).update(
+            attempts=attempts,
+            first_failed_at=first_failed_at,
+            next_attempt_at=next_attempt_at,
+            last_error=error.message,
+        )
+        if locked.state == RunState.CANCELLED:
+            transaction.on_commit(lambda: run_enqueue(run_id=run.id))
+            Run.objects.filter(pk=run.id).update(lease_token=None)
+            return True
+        message = f"Attempt {attempts} failed: {error.message}"
+        run_set_waiting(locked, until=next_attempt_at, error=message)
+        wake_queued_on_commit(locked)
     return True

@@ -73,13 +73,15 @@ class Trigger(models.TextChoices):
 class RunState(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
+    # A transient failure is retried later (``waiting_until``); no worker holds the run.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     PARTIALLY_FAILED = "partially_failed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
+ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING, RunState.WAITING)
 FINISHED_RUN_STATES = (
     RunState.SUCCEEDED,
     RunState.PARTIALLY_FAILED,
@@ -120,11 +122,20 @@ class Run(TenantModel):
     # kills its worker every time must not be resumed forever).
     attempts = models.PositiveIntegerField(default=0)
     resumes = models.PositiveIntegerField(default=0)
+    # A waiting run: when its next attempt is due (null: until a person resumes its paused
+    # destination) and the error that made it wait. ``last_error`` stays after a success,
+    # as a record of what happened, until the next error.
+    waiting_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    # A queued run that a worker handed back: what it waits for (the organization's limit of
+    # runs at once, an earlier run of the pipeline); empty otherwise.
+    queued_reason = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["state", "heartbeat_at"], name="run_state_heartbeat"),
+            models.Index(fields=["state", "waiting_until"], name="run_state_waiting"),
             models.Index(fields=["pipeline", "-created_at"], name="run_pipeline_created"),
         ]
 
@@ -164,6 +175,15 @@ class RunChunk(TenantModel):
     delivered = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Records up to this sequence are confirmed (single mode confirms a chunk in steps of
+    # about a second); null: none yet. A resumed chunk starts after it.
+    confirmed_through = models.PositiveBigIntegerField(null=True, blank=True)
+    # The durable retry schedule (settings.DELIVERY_RETRY_SCHEDULE): attempts that failed
+    # transiently, when the first of them failed, when the next is due, and the last error.
+    attempts = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["run", "index"]

@@ -50,12 +50,14 @@ def run_selection(run: Run) -> QuerySet[Record]:
 
 
 def chunk_texts(run: Run, chunk: RunChunk) -> Iterator[tuple[int, str]]:
-    """``(sequence, stored JSON text)`` of the chunk's records in order, streamed from the
-    database. Reading text skips Django's JSONField, which decodes with the standard library.
+    """``(sequence, stored JSON text)`` of the chunk's records not confirmed yet, in order,
+    streamed from the database. Reading text skips Django's JSONField, which decodes with
+    the standard library.
     """
+    start = max(chunk.sequence_from, chunk.confirmed_through or 0)
     return (
         run_selection(run)
-        .filter(sequence__gt=chunk.sequence_from, sequence__lte=chunk.sequence_to)
+        .filter(sequence__gt=start, sequence__lte=chunk.sequence_to)
         .order_by("sequence")
         .annotate(text=Cast("data", output_field=TextField()))
         .values_list("sequence", "text")
@@ -194,12 +196,58 @@ class FailureSpool:
         self._file.close()
 
 
+class FailureBuffer:
+    """Failures kept in memory until the step that accounts for their records (single mode
+    validates a group of records ahead of sending them, and confirms in smaller steps)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(
+        self, *, sequence: int, record: bytes, reason: str, status: int | None, excerpt: str
+    ) -> None:
+        self.items.append(
+            {
+                "sequence": sequence,
+                "record": record,
+                "reason": reason,
+                "status": status,
+                "excerpt": excerpt,
+            }
+        )
+
+    def move_to(self, spool: FailureSpool, *, through: int | None) -> None:
+        """Move the failures of records up to ``through`` (None: all) into ``spool``."""
+        keep = []
+        for item in self.items:
+            if through is None or item["sequence"] <= through:
+                spool.add(**item)
+            else:
+                keep.append(item)
+        self.items = keep
+
+
 @dataclass(slots=True)
 class Outcome:
     """What happened to each record of a chunk: ``delivered`` + ``failures.count`` of them."""
 
     failures: FailureSpool
     delivered: int = 0
+
+
+@dataclass(slots=True)
+class Step:
+    """A part of a chunk accounted for, to be confirmed at once.
+
+    ``done``: every record of the chunk is now accounted for. Otherwise the records up to
+    ``through`` are (None: none more), and ``wait`` says why the chunk stops there: a failure
+    that makes it wait and be tried again later (``pipelines.retries.must_wait``).
+    """
+
+    outcome: Outcome
+    done: bool
+    through: int | None = None
+    wait: Any = None
 
 
 class BatchBody:

@@ -1,44 +1,44 @@
-"""Sending one request with bounded retries: backoff with jitter, Retry-After honoured.
+"""One request of a run, and the durable retry schedule of its chunk (SPEC §5.1).
 
-Transient failures (connection errors, timeouts, 408, 429, 5xx: see ``osmos.outbound.client``) are
-retried up to settings.DELIVERY_MAX_ATTEMPTS times; the wait between attempts is cut short
-when the run is cancelled or its lease lost (``abort``).
+A request that fails transiently (connection errors, timeouts, 408, 425, 429, 5xx: see
+``osmos.outbound``) is tried once more after settings.DELIVERY_QUICK_RETRY_SECONDS, inside
+the worker; if that fails too, the chunk waits: its next attempt is due after the next step
+of settings.DELIVERY_RETRY_SCHEDULE (never sooner than the destination's Retry-After), stored
+in the database, and the worker moves on (``pipelines.delivery``). Nothing here waits longer
+than the quick retry.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from django.conf import settings
 
-from connectors.models import DestinationSettings
-from osmos.outbound.client import DeliveryError, OutboundSession
+from connectors.models import DestinationSettings, ResponseFormat
+from osmos.outbound.client import DeliveryError, OutboundSession, Response
+from osmos.outbound.gate import DestinationGate
+
+GONE = 410
+# The longest a request waits inside the worker for the destination's gate (its rate limit,
+# concurrency or a pause it asked for); past that the chunk waits outside, holding nothing.
+GATE_MAX_WAIT_SECONDS = 5.0
 
 
-def retry_delay(
-    *,
-    attempt: int,
-    retry_after: float | None,
-    base: float,
-    maximum: float,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based).
+class Throttled(DeliveryError):
+    """No request was sent: the destination's gate did not open within the wait allowed (its
+    rate limit, its concurrency, or a pause it asked for). Not an attempt: the chunk waits
+    ``retry_after`` seconds and does not move along its retry schedule."""
 
-    Exponential backoff ``base * 2**(attempt-1)`` capped at ``maximum``, with "equal jitter"
-    (a random value in [delay/2, delay]) so that many runs failing together do not retry in
-    step; never sooner than ``retry_after`` (already capped by the HTTP module).
-    """
-    delay = min(maximum, base * 2 ** (attempt - 1))
-    delay = delay / 2 + delay / 2 * rng()
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
+    def __init__(self, *, retry_after: float) -> None:
+        super().__init__(
+            "Waiting for the destination's rate limit or pause.",
+            transient=True,
+            retry_after=retry_after,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Attempt:
 
 
 class Aborted(Exception):
-    """The run was cancelled or its lease lost while a request was waiting to be retried."""
+    """The run was cancelled or its lease lost before a request was sent."""
 
 
 @dataclass(slots=True)
@@ -66,6 +66,10 @@ class Target:
     url: str
     headers: list[tuple[str, str]]
     timeout: float
+    per_record: bool = False
+
+    def secrets(self) -> list[str]:
+        return [value for _, value in self.headers]
 
     @classmethod
     def of(cls, destination: DestinationSettings) -> Target:
@@ -74,53 +78,73 @@ class Target:
             url=destination.url,
             headers=destination.decrypted_headers(),
             timeout=float(destination.timeout_seconds),
+            per_record=destination.response_format == ResponseFormat.PER_RECORD,
         )
 
 
-def send_with_retries(
+def must_wait(error: DeliveryError) -> bool:
+    """Whether a failed request makes its chunk wait (and be tried again) rather than fail:
+    a transient failure, or ``410 Gone`` (the destination is paused until a person resumes
+    it; its records are not failed for it)."""
+    return error.transient or error.status == GONE
+
+
+def send_request(
     session: OutboundSession,
     *,
     target: Target,
     body: bytes | IO[bytes],
     idempotency_key: str,
     span: tuple[int, int, int],
+    attempt: int,
     abort: threading.Event,
     log: Callable[[Attempt], None],
-) -> DeliveryError | None:
-    """Send one request, retrying transient failures; None on success, else the last error.
+    gate: DestinationGate,
+) -> Response | DeliveryError:
+    """Send one request through the destination's ``gate``, with one quick retry of a
+    transient failure; the 2xx answer, or the last error (``Throttled`` when the gate did
+    not open in time: nothing was sent).
 
-    ``span`` is (first sequence, last sequence, record count) for the request log. Raises
-    Aborted when ``abort`` is set before an attempt or during a wait.
+    ``span`` is (first sequence, last sequence, record count) and ``attempt`` the chunk's
+    attempt number, for the request log. No quick retry when the destination asked for a
+    longer pause (Retry-After), or when the request took half its timeout or more: the chunk
+    waits on the schedule instead. Raises Aborted when
+    ``abort`` is set before the request or during the quick wait.
     """
-    max_attempts = settings.DELIVERY_MAX_ATTEMPTS
-    for attempt in range(1, max_attempts + 1):
+    quick = settings.DELIVERY_QUICK_RETRY_SECONDS
+    for round_ in (0, 1):
         if abort.is_set():
             raise Aborted()
+        permit = gate.acquire(max_wait=GATE_MAX_WAIT_SECONDS)
+        if permit is None:
+            return Throttled(retry_after=max(gate.wait_hint(), 0.05))
         started = time.monotonic()
         try:
-            response = session.send(
-                target.method,
-                target.url,
-                headers=target.headers,
-                body=body,
-                idempotency_key=idempotency_key,
-                timeout=target.timeout,
-            )
+            with permit:
+                response = session.send(
+                    target.method,
+                    target.url,
+                    headers=target.headers,
+                    body=body,
+                    idempotency_key=idempotency_key,
+                    timeout=target.timeout,
+                )
         except DeliveryError as exc:
+            gate.observe(exc.status, exc.headers)
             log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message))
-            if not exc.transient or attempt == max_attempts:
+            retry_after = exc.retry_after or 0.0
+            # A blip (a reset connection, a quick 503) is worth one more try at once; a
+            # request that ran into its deadline is not: trying again would hold the worker
+            # as long once more (a slow or dripping destination must not keep workers).
+            slow = time.monotonic() - started >= target.timeout / 2
+            if round_ or not exc.transient or quick <= 0 or retry_after > quick or slow:
                 return exc
-            delay = retry_delay(
-                attempt=attempt,
-                retry_after=exc.retry_after,
-                base=settings.DELIVERY_BACKOFF_BASE_SECONDS,
-                maximum=settings.DELIVERY_BACKOFF_MAX_SECONDS,
-            )
-            if abort.wait(delay):
+            if abort.wait(quick):
                 raise Aborted() from None
             continue
+        gate.observe(response.status, response.headers)
         log(Attempt(*span, attempt, response.status, _ms_since(started), ""))
-        return None
+        return response
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -128,7 +152,41 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def failure_reason(error: DeliveryError, *, attempts: int) -> str:
-    if error.transient:
-        return f"{error.message} Gave up after {attempts} attempts."
-    return error.message
+def next_delay(
+    *, failed_attempts: int, retry_after: float | None, schedule: Sequence[float]
+) -> float | None:
+    """Seconds until the next attempt of a chunk whose ``failed_attempts`` attempts (1-based
+    count) all failed transiently; None when the schedule is exhausted.
+
+    The schedule's step, or the destination's Retry-After when that is longer.
+    """
+    if failed_attempts > len(schedule):
+        return None
+    return max(schedule[failed_attempts - 1], retry_after or 0.0)
+
+
+def gave_up_reason(*, last_error: str, attempts: int, seconds: float) -> str:
+    """Why the records of a chunk failed once its retry schedule was exhausted."""
+    return (
+        f"{last_error} Gave up after {attempts} attempt{'s' if attempts != 1 else ''} over "
+        f"{_duration(seconds)} "
+        "(the retry schedule is exhausted)."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def too_large_hint(error: DeliveryError) -> str:
+    """A 413's reason tells what to change (SPEC §5)."""
+    if error.status != 413:
+        return error.message
+    return (
+        f"{error.message} The request was too large for the destination: lower the "
+        "destination's batch_size, or turn on split_failed_batches."
+    )

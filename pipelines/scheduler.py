@@ -26,7 +26,8 @@ from django.utils import timezone
 from ingest.services import idempotency_keys_purge
 from pipelines import cron
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
-from pipelines.services import run_create, run_enqueue
+from pipelines.queue import run_enqueue
+from pipelines.services import run_create
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TickReport:
     ticks_skipped: int = 0
     runs_resumed: int = 0
     runs_enqueued: int = 0
+    runs_woken: int = 0
     idempotency_keys_purged: int = 0
 
 
@@ -53,6 +55,7 @@ def scheduler_tick(now: datetime | None = None) -> TickReport:
         pass
     _sweep_stale(now, report)
     _sweep_unenqueued(now, report)
+    _sweep_waiting(now, report)
     # An indexed delete of ingest idempotency keys past their 24 hours (cheap when none).
     report.idempotency_keys_purged = idempotency_keys_purge(now=now)
     return report
@@ -126,13 +129,38 @@ def _sweep_unenqueued(now: datetime, report: TickReport) -> None:
             Run.objects.filter(pk=run_id, enqueued_at=now).update(enqueued_at=enqueued_at)
 
 
+def _sweep_waiting(now: datetime, report: TickReport) -> None:
+    """Enqueue waiting runs whose next attempt is due and whose delayed message did not
+    come (lost with a killed worker or a broker restart): the database is the truth.
+
+    A grace of settings.RUN_ENQUEUE_GRACE_SECONDS lets the message come first; the claim
+    moves ``waiting_until`` to now, so a run still in a busy queue is enqueued again only
+    after another grace.
+    """
+    grace = timedelta(seconds=settings.RUN_ENQUEUE_GRACE_SECONDS)
+    due = Run.objects.filter(state=RunState.WAITING, waiting_until__lt=now - grace)
+    for run_id, waiting_until in due.values_list("id", "waiting_until")[:SWEEP_BATCH]:
+        claimed = Run.objects.filter(
+            pk=run_id, state=RunState.WAITING, waiting_until=waiting_until
+        ).update(waiting_until=now)
+        if claimed:
+            logger.info("run %s is due and was not resumed; enqueueing it", run_id)
+            run_enqueue(run_id=run_id)
+            report.runs_woken += 1
+
+
 def scheduler_loop(*, stop: threading.Event) -> None:
     """Tick every settings.SCHEDULER_INTERVAL_SECONDS until ``stop`` is set."""
     logger.info("scheduler started (every %s s)", settings.SCHEDULER_INTERVAL_SECONDS)
     while not stop.is_set():
         try:
             report = scheduler_tick()
-            if report.runs_created or report.runs_resumed or report.runs_enqueued:
+            if (
+                report.runs_created
+                or report.runs_resumed
+                or report.runs_enqueued
+                or report.runs_woken
+            ):
                 logger.info("scheduler tick: %s", report)
         except Exception:
             # A database restart or a bug in one tick must not stop scheduling for good: the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from osmos.tenancy.models import Organization
-from pipelines.models import Pipeline, RecordFailure, RequestLog, Run
+from pipelines.models import ChunkState, Pipeline, RecordFailure, RequestLog, Run, RunChunk
 
 
 def pipeline_list(*, organization: Organization) -> QuerySet[Pipeline]:
@@ -34,3 +34,13 @@ def run_failures(*, organization: Organization, run: Run) -> QuerySet[RecordFail
 
 def run_requests(*, organization: Organization, run: Run) -> QuerySet[RequestLog]:
     return RequestLog.objects.for_organization(organization).filter(run=run).order_by("id")
+
+
+def run_waiting_chunk(*, organization: Organization, run: Run) -> RunChunk | None:
+    """The chunk a waiting run is stuck on (the first pending one), or None."""
+    return (
+        RunChunk.objects.for_organization(organization)
+        .filter(run=run, state=ChunkState.PENDING)
+        .order_by("index")
+        .first()
+    )

@@ -1,14 +1,18 @@
 """Sending a chunk: batch mode (JSON arrays, bisection) and single mode (bounded concurrency).
 
-A sender turns a chunk into an ``Outcome`` (records delivered, and the failed ones with
-their reasons); it writes only the request log. Confirming the outcome is the engine's job
-(``pipelines.delivery``).
+A sender turns a chunk into ``Step`` s (records delivered, and the failed ones with their
+reasons; or where the chunk stops to wait for its next attempt); it writes only the request
+log. Confirming the steps, and the waiting, is the engine's job (``pipelines.delivery``).
+
+With ``response_format: per_record`` (SPEC §5.3) a 2xx answer may reject some records of
+the request: those fail with the destination's reason, the others are delivered.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,17 +21,21 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.outbound.client import DeliveryError, OutboundSession, Response
+from osmos.outbound.gate import DestinationGate
 from pipelines.models import RequestLog, Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,
     BatchBody,
+    FailureBuffer,
     FailureSpool,
     Outcome,
     Preparer,
+    Step,
     chunk_texts,
 )
-from pipelines.retries import Aborted, Attempt, Target, failure_reason, send_with_retries
+from pipelines.results import rejected_records
+from pipelines.retries import Aborted, Attempt, Target, must_wait, send_request, too_large_hint
 
 CANCELLED_REASON = "The run was cancelled before this record was sent."
 
@@ -99,6 +107,11 @@ class RequestRecorder:
                 copy.write_row(row)
 
 
+class _Wait(Exception):
+    def __init__(self, error: DeliveryError) -> None:
+        self.error = error
+
+
 class BatchSender:
     """Sends a chunk as JSON arrays: whole, or bisected after a permanent 4xx."""
 
@@ -112,7 +125,9 @@ class BatchSender:
         prepare: Preparer,
         abort: threading.Event,
         recorder: RequestRecorder,
+        gate: DestinationGate,
     ) -> None:
+        self.gate = gate
         self.run = run
         self.session = session
         self.target = target
@@ -121,7 +136,9 @@ class BatchSender:
         self.abort = abort
         self.recorder = recorder
 
-    def deliver(self, chunk: RunChunk) -> Outcome:
+    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
+        """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
+        it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
         body = BatchBody()
         try:
@@ -132,9 +149,13 @@ class BatchSender:
                     body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
+        except _Wait as wait:
+            outcome.failures.close()
+            yield Step(outcome=Outcome(failures=FailureSpool()), done=False, wait=wait.error)
+            return
         finally:
             body.close()
-        return outcome
+        yield Step(outcome=outcome, done=True)
 
     def _send(self, chunk: RunChunk, body: BatchBody, start: int, stop: int, outcome: Outcome):
         first, last = body.sequences[start], body.sequences[stop - 1]
@@ -146,35 +167,56 @@ class BatchSender:
             self.recorder.flush()
 
         try:
-            error = send_with_retries(
+            result = send_request(
                 self.session,
                 target=self.target,
                 body=body.part(start, stop),
                 idempotency_key=key,
                 span=(first, last, stop - start),
+                attempt=chunk.attempts + 1,
                 abort=self.abort,
                 log=log,
+                gate=self.gate,
             )
         except Aborted:
             self._fail(body, start, stop, outcome, reason=CANCELLED_REASON)
             return
-        if error is None:
-            outcome.delivered += stop - start
+        if isinstance(result, Response):
+            self._accept(body, start, stop, outcome, result)
             return
+        if must_wait(result):
+            raise _Wait(result)
         bisect = (
             self.split
             and stop - start > 1
-            and not error.transient
-            and error.status is not None
-            and 400 <= error.status < 500
+            and result.status is not None
+            and 400 <= result.status < 500
         )
         if bisect:
             middle = (start + stop) // 2
             self._send(chunk, body, start, middle, outcome)
             self._send(chunk, body, middle, stop, outcome)
             return
-        reason = failure_reason(error, attempts=settings.DELIVERY_MAX_ATTEMPTS)
-        self._fail(body, start, stop, outcome, reason, error.status, error.response_excerpt)
+        reason = too_large_hint(result)
+        self._fail(body, start, stop, outcome, reason, result.status, result.response_excerpt)
+
+    def _accept(
+        self, body: BatchBody, start: int, stop: int, outcome: Outcome, response: Response
+    ) -> None:
+        rejected = (
+            rejected_records(response, record_count=stop - start, secrets=self.target.secrets())
+            if self.target.per_record
+            else []
+        )
+        for index, reason in rejected:
+            outcome.failures.add(
+                sequence=body.sequences[start + index],
+                record=body.record(start + index),
+                reason=reason,
+                status=response.status,
+                excerpt=response.excerpt,
+            )
+        outcome.delivered += stop - start - len(rejected)
 
     @staticmethod
     def _fail(
@@ -198,9 +240,13 @@ class BatchSender:
 
 # --- single mode --------------------------------------------------------------------------------
 
+_NOT_SENT = object()  # a record left unsent because an earlier one made the chunk wait
+
 
 class SingleSender:
-    """Sends a chunk one record per request, DELIVERY_SINGLE_CONCURRENCY at a time.
+    """Sends a chunk one record per request, ``concurrency`` at a time, in steps of about
+    settings.DELIVERY_PROGRESS_SECONDS (each confirmed by the engine, so a crash re-sends at
+    most one step's records).
 
     The pool threads only make HTTP requests; every database write stays in the run's
     thread (so the pool holds no database connection).
@@ -217,7 +263,9 @@ class SingleSender:
         recorder: RequestRecorder,
         pool: ThreadPoolExecutor,
         concurrency: int,
+        gate: DestinationGate,
     ) -> None:
+        self.gate = gate
         self.run = run
         self.session = session
         self.target = target
@@ -226,75 +274,124 @@ class SingleSender:
         self.recorder = recorder
         self.pool = pool
         self.concurrency = concurrency
+        # Records per step, adapted to the measured rate (starts small: a slow destination).
+        self._step_size = concurrency
 
-    def deliver(self, chunk: RunChunk) -> Outcome:
+    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
+        pending = FailureBuffer()
+        records = self.prepare(chunk_texts(self.run, chunk), pending)  # type: ignore[arg-type]
+        while group := list(itertools.islice(records, self._step_size)):
+            started = time.monotonic()
+            step = self._send_group(chunk, group, pending)
+            self.recorder.flush()
+            self._adapt(len(group), time.monotonic() - started)
+            yield step
+            if step.wait is not None:
+                return
         outcome = Outcome(failures=FailureSpool())
-        records = self.prepare(chunk_texts(self.run, chunk), outcome.failures)
-        # In groups, so that memory stays bounded even for a chunk planned in batch mode
-        # (the destination's write mode changed during the run).
-        while group := list(itertools.islice(records, VALIDATION_GROUP)):
-            self._send_group(chunk, group, outcome)
-        self.recorder.flush()
-        return outcome
+        pending.move_to(outcome.failures, through=None)
+        yield Step(outcome=outcome, done=True)
 
-    def _send_group(self, chunk: RunChunk, group: list[tuple[int, bytes]], outcome: Outcome):
-        key = chunk.idempotency_key
-        results = self._send_all(key, group)
-        for (sequence, raw), (result, attempts) in zip(group, results, strict=True):
-            for attempt in attempts:
-                self.recorder.add(chunk, attempt)
-            if result is None:
-                outcome.delivered += 1
-                continue
-            if isinstance(result, DeliveryError):
-                reason = failure_reason(result, attempts=settings.DELIVERY_MAX_ATTEMPTS)
-                status, excerpt = result.status, result.response_excerpt
-            else:
-                reason, status, excerpt = CANCELLED_REASON, None, ""
-            outcome.failures.add(
-                sequence=sequence, record=raw, reason=reason, status=status, excerpt=excerpt
+    def _adapt(self, sent: int, seconds: float) -> None:
+        target = settings.DELIVERY_PROGRESS_SECONDS
+        rate = sent / max(seconds, 0.001)
+        size = int(rate * target)
+        self._step_size = max(self.concurrency, min(VALIDATION_GROUP, size))
+
+    def _send_group(
+        self, chunk: RunChunk, group: list[tuple[int, bytes]], pending: FailureBuffer
+    ) -> Step:
+        outcome = Outcome(failures=FailureSpool())
+        results = self._send_all(chunk, group)
+        # Sending stops at the first failure that makes the chunk wait, so every record after
+        # it is unsent or sent again later (same key): the step ends just before it.
+        first_wait = next(
+            (
+                i
+                for i, (r, _) in enumerate(results)
+                if isinstance(r, DeliveryError) and must_wait(r)
+            ),
+            None,
+        )
+        for attempt in itertools.chain.from_iterable(attempts for _, attempts in results):
+            self.recorder.add(chunk, attempt)
+        accounted = group if first_wait is None else group[:first_wait]
+        for (sequence, raw), (result, _) in zip(accounted, results, strict=False):
+            self._account(sequence, raw, result, outcome)
+        if first_wait is None:
+            through, wait = group[-1][0], None
+        else:
+            through, wait = group[first_wait][0] - 1, results[first_wait][0]
+        pending.move_to(outcome.failures, through=through)
+        return Step(outcome=outcome, done=False, through=through, wait=wait)
+
+    def _account(self, sequence: int, raw: bytes, result: object, outcome: Outcome) -> None:
+        if isinstance(result, Response):
+            rejected = (
+                rejected_records(result, record_count=1, secrets=self.target.secrets())
+                if self.target.per_record
+                else []
             )
+            if not rejected:
+                outcome.delivered += 1
+                return
+            reason, status, excerpt = rejected[0][1], result.status, result.excerpt
+        elif isinstance(result, DeliveryError):
+            reason, status, excerpt = too_large_hint(result), result.status, result.response_excerpt
+        else:
+            reason, status, excerpt = CANCELLED_REASON, None, ""
+        outcome.failures.add(
+            sequence=sequence, record=raw, reason=reason, status=status, excerpt=excerpt
+        )
 
     def _send_all(
-        self, key: str, group: list[tuple[int, bytes]]
-    ) -> list[tuple[DeliveryError | Aborted | None, list[Attempt]]]:
+        self, chunk: RunChunk, group: list[tuple[int, bytes]]
+    ) -> list[tuple[object, list[Attempt]]]:
         """Each record's result, in order: ``concurrency`` pool threads take the next record
         as they become free (one task per thread, not per record: a Future per request cost
-        more CPU than the request's own bookkeeping)."""
-        results: list[tuple[DeliveryError | Aborted | None, list[Attempt]]] = [(None, [])] * len(
-            group
-        )
+        more CPU than the request's own bookkeeping). After a failure that makes the chunk
+        wait, no further record is sent (they are ``_NOT_SENT``)."""
+        results: list[tuple[object, list[Attempt]]] = [(_NOT_SENT, [])] * len(group)
         items = enumerate(group)
         lock = threading.Lock()
+        stop = threading.Event()
 
         def work() -> None:
-            while True:
-                with lock:
-                    item = next(items, None)
-                if item is None:
-                    return
-                index, (sequence, raw) = item
-                results[index] = self._send_one(key, sequence, raw)
+            try:
+                while not stop.is_set():
+                    with lock:
+                        item = next(items, None)
+                    if item is None:
+                        return
+                    index, (sequence, raw) = item
+                    result = self._send_one(chunk, sequence, raw)
+                    results[index] = result
+                    if isinstance(result[0], DeliveryError) and must_wait(result[0]):
+                        stop.set()
+            finally:
+                # The gate may have used this thread's database connection: a pool thread
+                # must not keep one open.
+                connection.close()
 
         tasks = [self.pool.submit(work) for _ in range(min(self.concurrency, len(group)))]
         for task in tasks:
             task.result()
         return results
 
-    def _send_one(
-        self, key: str, sequence: int, raw: bytes
-    ) -> tuple[DeliveryError | Aborted | None, list[Attempt]]:
+    def _send_one(self, chunk: RunChunk, sequence: int, raw: bytes) -> tuple[object, list[Attempt]]:
         attempts: list[Attempt] = []
         try:
-            error = send_with_retries(
+            result = send_request(
                 self.session,
                 target=self.target,
                 body=raw,
-                idempotency_key=f"{key}:{sequence}",
+                idempotency_key=f"{chunk.idempotency_key}:{sequence}",
                 span=(sequence, sequence, 1),
+                attempt=chunk.attempts + 1,
                 abort=self.abort,
                 log=attempts.append,
+                gate=self.gate,
             )
         except Aborted as exc:
             return exc, attempts
-        return error, attempts
+        return result, attempts

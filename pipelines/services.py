@@ -33,6 +33,7 @@ from pipelines.models import (
     SyncMode,
     Trigger,
 )
+from pipelines.queue import run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -312,12 +313,13 @@ def run_retry_failed(*, run: Run) -> Run:
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Cancel a queued or running run: no further request is sent for it.
+    """Cancel a queued, running or waiting run: no further request is sent for it.
 
     A request already on the wire is still accounted (delivered or failed); the records not
     sent are then recorded as failed ("cancelled"), so they can be retried. The worker that
-    holds the run does that accounting; the message enqueued here does it for a run no
-    worker holds. Raises PipelineConflict when the run has already finished.
+    holds the run does that accounting; the message enqueued here does it, at once, for a
+    run no worker holds (queued, or waiting for its next attempt). Raises PipelineConflict
+    when the run has already finished.
     """
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
@@ -327,24 +329,3 @@ def run_cancel(*, run: Run) -> Run:
         locked.save(update_fields=["state"])
         transaction.on_commit(lambda: run_enqueue(run_id=locked.id))
     return locked
-
-
-def run_enqueue(*, run_id: uuid.UUID, delay_seconds: float = 0) -> bool:
-    """Send the run's message to the broker (after ``delay_seconds``) and note when; False
-    when the broker refused.
-
-    Never raises for a broker failure: the run is in the database and the sweep in
-    ``pipelines.scheduler`` sends it again.
-    """
-    from pipelines.tasks import execute_run  # tasks imports this module
-
-    try:
-        if delay_seconds > 0:
-            execute_run.send_with_options(args=(str(run_id),), delay=int(delay_seconds * 1000))
-        else:
-            execute_run.send(str(run_id))
-    except Exception:  # any broker/client error: the sweep retries, the caller must not fail
-        logger.warning("could not enqueue run %s; the sweep will retry", run_id, exc_info=True)
-        return False
-    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
-    return True

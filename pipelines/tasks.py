@@ -7,6 +7,7 @@ import uuid
 import dramatiq
 
 from pipelines import delivery
+from pipelines.queue import EXECUTE_RUN_ACTOR, QUEUE_NAME
 
 # Dramatiq's own retries stay off: the engine retries requests itself with its bookkeeping,
 # and a run whose worker failed is resumed by the scheduler's sweep from the database.
@@ -16,7 +17,9 @@ from pipelines import delivery
 RUN_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
 
 
-@dramatiq.actor(max_retries=0, time_limit=RUN_TIME_LIMIT_MS)
+@dramatiq.actor(
+    actor_name=EXECUTE_RUN_ACTOR, queue_name=QUEUE_NAME, max_retries=0, time_limit=RUN_TIME_LIMIT_MS
+)
 def execute_run(run_id: str) -> None:
     """Execute, resume or settle the run; a no-op when it is finished or held elsewhere."""
     delivery.run_execute(run_id=uuid.UUID(run_id))

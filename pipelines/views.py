@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from zoneinfo import available_timezones
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -33,7 +34,7 @@ from pipelines.forms import (
     next_run_times,
 )
 from pipelines.mapping import map_record
-from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, Trigger
+from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 
 PAGE_SIZE = 25
 PREVIEW_RECORDS = 5
@@ -262,12 +263,17 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
     duration = None
     if run.started_at and run.finished_at:
         duration = (run.finished_at - run.started_at).total_seconds()
+    waiting_chunk = None
+    if run.state == RunState.WAITING:
+        waiting_chunk = selectors.run_waiting_chunk(organization=request.organization, run=run)
     return {
         "run": run,
         "duration": duration,
         "pipeline": run.pipeline,
         "percent": percent,
         "active": run.state in ACTIVE_RUN_STATES,
+        "waiting_chunk": waiting_chunk,
+        "attempts_allowed": len(settings.DELIVERY_RETRY_SCHEDULE) + 1,
         "csv_url": reverse("run-failures", kwargs={"pk": run.pk}) + "?format=csv",
     }
 

@@ -382,13 +382,10 @@ def bench_deliver_single(ctx) -> Outcome:
     products, baselines = alternate(product=product, baseline=baseline, repetitions=2)
     checks["every run succeeded"] = all(r.state == "succeeded" for r in runs)
     details = _profiled(fx, "bench-deliver-single", lambda: fx.run("single", SINGLE_RECORDS))
-    from django.conf import settings
-
     return _records_per_s_outcome(
         records=SINGLE_RECORDS,
         full_size=20_000,
-        what=f"{SINGLE_RECORDS:,} records, one request each (write_mode single, "
-        f"DELIVERY_SINGLE_CONCURRENCY={settings.DELIVERY_SINGLE_CONCURRENCY})",
+        what=f"{SINGLE_RECORDS:,} records, one request each (write_mode single, max_concurrency=8)",
         goal=1.5,
         products=products,
         baselines=baselines,

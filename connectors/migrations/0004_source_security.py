@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connectors', '0002_schema_immutable_trigger'),
+        ('connectors', '0003_destination_delivery'),
     ]
 
     operations = [

@@ -47,13 +47,23 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
     assert data["direction"] == "destination"
     assert data["schema"] == SCHEMA
     assert data["source"] is None
+    health = data["destination"].pop("health")
     assert data["destination"] == {
         **DESTINATION,
+        "rate_limit_per_second": None,
+        "max_concurrency": 8,
+        "response_format": "none",
         "headers": [
             {"name": "Authorization", "value": "••••9f3a"},
             {"name": "X-Team", "value": "••••"},  # too short to show any of it
         ],
         "signing": {"enabled": False},
+    }
+    assert health == {
+        "state": "healthy",
+        "since": data["created_at"],
+        "last_error": "",
+        "next_probe_at": None,
     }
     assert SECRET not in response.content.decode()
     connector = Connector.objects.get(pk=data["id"])

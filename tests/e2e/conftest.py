@@ -148,9 +148,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def sink(settings) -> Iterator[Sink]:
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    settings.DELIVERY_MAX_ATTEMPTS = 2
-    settings.DELIVERY_BACKOFF_BASE_SECONDS = 0.01
-    settings.DELIVERY_BACKOFF_MAX_SECONDS = 0.05
+    settings.DELIVERY_RETRY_SCHEDULE = (0.05,)
+    settings.DELIVERY_QUICK_RETRY_SECONDS = 0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     instance = Sink(server=server)

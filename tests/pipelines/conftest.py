@@ -133,12 +133,11 @@ def sink(settings):
 
 @pytest.fixture(autouse=True)
 def fast_delivery(settings):
-    """Tiny backoffs and few attempts, so retry tests take milliseconds."""
-    settings.DELIVERY_MAX_ATTEMPTS = 3
-    settings.DELIVERY_BACKOFF_BASE_SECONDS = 0.01
-    settings.DELIVERY_BACKOFF_MAX_SECONDS = 0.05
+    """A compressed retry schedule (3 attempts in all) and no quick retry, so retry
+    tests take a fraction of a second."""
+    settings.DELIVERY_RETRY_SCHEDULE = (0.05, 0.05)
+    settings.DELIVERY_QUICK_RETRY_SECONDS = 0
     settings.DELIVERY_RETRY_AFTER_CAP_SECONDS = 5
-    settings.DELIVERY_SINGLE_CONCURRENCY = 4
 
 
 def make_records(count: int, *, start: int = 1) -> list[dict]:

@@ -39,6 +39,8 @@ RUN_KEYS = {
     "created_at",
     "started_at",
     "finished_at",
+    "waiting_until",
+    "last_error",
 }
 
 

@@ -73,7 +73,7 @@ def test_request_log_never_stores_header_values(org_a, sink, worker):
 
 
 def test_single_mode_sends_one_object_per_record_over_few_connections(org_a, sink, worker):
-    pipeline = _pipeline(org_a, sink, count=60, write_mode="single")
+    pipeline = _pipeline(org_a, sink, count=60, write_mode="single", max_concurrency=4)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.SUCCEEDED
     assert run.requests_made == 60
@@ -89,14 +89,12 @@ def test_single_mode_sends_one_object_per_record_over_few_connections(org_a, sin
 def test_single_mode_keeps_a_connection_per_thread_beyond_ten_threads(
     org_a, sink, worker, settings, caplog
 ):
-    settings.DELIVERY_SINGLE_CONCURRENCY = 12
-
     def slow(request):
         time.sleep(0.05)
         return 200, {}, b"{}"
 
     sink.respond = slow
-    pipeline = _pipeline(org_a, sink, count=120, write_mode="single")
+    pipeline = _pipeline(org_a, sink, count=120, write_mode="single", max_concurrency=12)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.records_delivered == 120
     assert len({r.client_port for r in sink.received}) <= 12
@@ -107,7 +105,6 @@ def test_single_mode_keeps_a_connection_per_thread_beyond_ten_threads(
 def test_single_mode_never_exceeds_the_configured_concurrency(org_a, sink, worker, settings):
     import threading
 
-    settings.DELIVERY_SINGLE_CONCURRENCY = 3
     state = {"now": 0, "max": 0}
     lock = threading.Lock()
 
@@ -121,7 +118,7 @@ def test_single_mode_never_exceeds_the_configured_concurrency(org_a, sink, worke
         return 200, {}, b"{}"
 
     sink.respond = slow
-    pipeline = _pipeline(org_a, sink, count=50, write_mode="single")
+    pipeline = _pipeline(org_a, sink, count=50, write_mode="single", max_concurrency=3)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.records_delivered == 50
     assert 1 < state["max"] <= 3
@@ -215,15 +212,19 @@ def test_429_waits_at_least_the_retry_after_it_was_given(org_a, sink, worker):
     assert times[1] - times[0] >= 0.95
 
 
-def test_transient_failures_give_up_after_the_bounded_attempts(org_a, sink, worker):
+def test_records_fail_only_when_the_retry_schedule_is_exhausted(org_a, sink, worker):
     sink.respond = lambda request: (500, {}, b"boom")
     pipeline = _pipeline(org_a, sink, count=50, batch_size=25, split_failed_batches=True)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.FAILED
-    assert (run.records_failed, run.requests_made) == (50, 6)  # 3 attempts x 2 chunks, no split
-    failure = RecordFailure.objects.filter(run=run).first()
-    assert failure.http_status == 500
-    assert "Gave up after 3 attempts" in failure.reason
+    # The first chunk: 1 + 2 scheduled attempts, no split. The second chunk then fails at its
+    # first failure: the destination has been failing for the whole schedule already.
+    assert (run.records_failed, run.requests_made) == (50, 4)
+    failures = RecordFailure.objects.filter(run=run).order_by("sequence")
+    assert failures[0].http_status == 500
+    assert "The destination answered 500" in failures[0].reason
+    assert "Gave up after 3 attempts" in failures[0].reason
+    assert "Gave up after 1 attempt over" in failures[49].reason
 
 
 def test_timeouts_are_retried_then_fail_the_records(org_a, sink, worker):

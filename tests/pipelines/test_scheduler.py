@@ -70,11 +70,12 @@ def test_pipelines_not_due_disabled_or_manual_get_no_run(org_a, scheduled):
 
 
 @pytest.mark.django_db
-def test_a_tick_is_skipped_while_the_previous_run_is_still_going(scheduled):
+@pytest.mark.parametrize("state", [RunState.QUEUED, RunState.RUNNING, RunState.WAITING])
+def test_a_tick_is_skipped_while_the_previous_run_is_still_going(scheduled, state):
     now = datetime(2025, 3, 10, 6, 0, tzinfo=UTC)
     _due(scheduled, now)
     scheduler_tick(now)
-    Run.objects.update(state=RunState.RUNNING)
+    Run.objects.update(state=state)
     later = now + timedelta(days=1)
     _due(scheduled, later)
     report = scheduler_tick(later)

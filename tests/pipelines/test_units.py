@@ -18,7 +18,8 @@ from pipelines.mapping import (
     mapping_errors,
 )
 from pipelines.records import BatchBody
-from pipelines.retries import retry_delay
+from pipelines.results import rejected_records
+from pipelines.retries import gave_up_reason, next_delay
 
 TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "json"]
 
@@ -63,22 +64,39 @@ def test_map_record_renames_and_leaves_missing_values_missing():
     }
 
 
-def test_retry_delay_doubles_with_jitter_and_is_capped():
-    low = [
-        retry_delay(attempt=a, retry_after=None, base=1, maximum=10, rng=lambda: 0)
-        for a in range(1, 7)
-    ]
-    high = [
-        retry_delay(attempt=a, retry_after=None, base=1, maximum=10, rng=lambda: 1)
-        for a in range(1, 7)
-    ]
-    assert low == [0.5, 1, 2, 4, 5, 5]
-    assert high == [1, 2, 4, 8, 10, 10]
+def test_the_retry_schedule_gives_each_step_then_none_when_exhausted():
+    schedule = (5, 30, 120)
+    delays = [next_delay(failed_attempts=n, retry_after=None, schedule=schedule) for n in (1, 2, 3)]
+    assert delays == [5, 30, 120]
+    assert next_delay(failed_attempts=4, retry_after=None, schedule=schedule) is None
 
 
-def test_retry_delay_never_comes_before_retry_after():
-    assert retry_delay(attempt=1, retry_after=7, base=1, maximum=10, rng=lambda: 1) == 7
-    assert retry_delay(attempt=5, retry_after=0, base=1, maximum=10, rng=lambda: 1) == 10
+def test_the_next_attempt_never_comes_before_retry_after():
+    assert next_delay(failed_attempts=1, retry_after=70, schedule=(5, 30)) == 70
+    assert next_delay(failed_attempts=2, retry_after=3, schedule=(5, 30)) == 30
+
+
+def test_the_gave_up_reason_names_the_last_error_and_the_attempts():
+    reason = gave_up_reason(last_error="The destination answered 503.", attempts=11, seconds=86400)
+    assert reason.startswith("The destination answered 503.")
+    assert "Gave up after 11 attempts over 24.0 h" in reason
+
+
+def test_per_record_rejections_are_read_from_the_body_and_checked():
+    from osmos.outbound.client import Response
+
+    body = (
+        b'{"rejected": [{"index": 2, "reason": "bad email"}, {"index": 9, "reason": "x"},'
+        b' {"index": 2, "reason": "twice"}, {"index": "1"}, {"index": 0}]}'
+    )
+    response = Response(status=207, headers={}, body=body, excerpt="", elapsed=0.1)
+    assert rejected_records(response, record_count=3) == [
+        (0, "Rejected by the destination: no reason given"),
+        (2, "Rejected by the destination: bad email"),
+    ]
+    for unreadable in (b"", b"not json", b"[]", b'{"rejected": 3}'):
+        response = Response(status=200, headers={}, body=unreadable, excerpt="", elapsed=0.1)
+        assert rejected_records(response, record_count=3) == []
 
 
 @pytest.mark.parametrize(

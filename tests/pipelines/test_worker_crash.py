@@ -57,9 +57,8 @@ class Workers:
             "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
             "ENCRYPTION_KEYS": ",".join(django_settings.ENCRYPTION_KEYS),
             "SECRET_KEY": django_settings.SECRET_KEY,
-            "DELIVERY_MAX_ATTEMPTS": "3",
-            "DELIVERY_BACKOFF_BASE_SECONDS": "0.01",
-            "DELIVERY_BACKOFF_MAX_SECONDS": "0.05",
+            "DELIVERY_RETRY_SCHEDULE": "0.05,0.05",
+            "DELIVERY_QUICK_RETRY_SECONDS": "0",
             "RUN_HEARTBEAT_TIMEOUT_SECONDS": "5",
             **extra_env,
         }
@@ -161,15 +160,49 @@ def test_batch_run_survives_workers_killed_mid_run(org_a, sink, workers):
 
 def test_single_run_survives_workers_killed_mid_run(org_a, sink, workers):
     workers.env["DELIVERY_SINGLE_CHUNK_RECORDS"] = "20"
-    workers.env["DELIVERY_SINGLE_CONCURRENCY"] = "2"
 
     def slow(request):
         time.sleep(0.03)
         return 200, {}, b"{}"
 
     sink.respond = slow
-    destination = make_destination(org_a, sink.url, write_mode="single")
+    destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipeline = make_pipeline(org_a, make_source(org_a, count=150), destination)
     run = run_create(pipeline=pipeline, trigger="api")
     _kill_twice_then_finish(run, sink, workers, steps=(30, 80))
     _assert_accounted_exactly_once(run, sink, 150)
+
+
+def test_a_waiting_run_whose_worker_was_killed_is_resumed_on_time(org_a, sink, workers, settings):
+    workers.env["DELIVERY_RETRY_SCHEDULE"] = "4"
+    settings.RUN_ENQUEUE_GRACE_SECONDS = 1
+    answers = iter([503])
+    times: list[float] = []
+
+    def first_503(request):
+        times.append(time.time())
+        return next(answers, 200), {}, b"{}"
+
+    sink.respond = first_503
+    destination = make_destination(org_a, sink.url, batch_size=50)
+    pipeline = make_pipeline(org_a, make_source(org_a, count=50), destination)
+    run = run_create(pipeline=pipeline, trigger="api")
+    worker = workers.start()
+    _wait(
+        lambda: run.refresh_from_db() or run.state == RunState.WAITING,
+        timeout=60,
+        what="the run to wait",
+    )
+    workers.kill(worker)  # with the run's delayed message in its hands
+    due = run.waiting_until.timestamp()
+    workers.start()
+    _wait(
+        lambda: run.refresh_from_db() or run.finished_at is not None,
+        timeout=60,
+        tick=True,
+        what="the run to finish",
+    )
+    assert (run.state, run.records_delivered, run.resumes) == (RunState.SUCCEEDED, 50, 0)
+    assert len(times) == 2
+    # Not before its time, and within the sweep's grace (and a tick) after it.
+    assert due - 0.5 <= times[1] <= due + 8

@@ -126,9 +126,8 @@ def test_header_values_never_appear_outside_the_request_to_the_customer(
     transactional_db, org_a, owner, owner_client, staff_client, evidence, settings
 ):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    settings.DELIVERY_MAX_ATTEMPTS = 2
-    settings.DELIVERY_BACKOFF_BASE_SECONDS = 0.01
-    settings.DELIVERY_BACKOFF_MAX_SECONDS = 0.02
+    settings.DELIVERY_RETRY_SCHEDULE = (0.01,)
+    settings.DELIVERY_QUICK_RETRY_SECONDS = 0
     member_user = make_user("m@a.example")
     Membership.objects.create(user=member_user, organization=org_a, role=Role.MEMBER)
     with LoopbackSink() as sink:

@@ -76,11 +76,9 @@ def test_a_run_survives_repeated_worker_kills(
         SCHEDULER_INTERVAL_SECONDS="0.5",
         RUN_ENQUEUE_GRACE_SECONDS="1",
         RUN_REQUEUE_AFTER_SECONDS="10",
-        DELIVERY_MAX_ATTEMPTS="6",
-        DELIVERY_BACKOFF_BASE_SECONDS="0.01",
-        DELIVERY_BACKOFF_MAX_SECONDS="0.05",
+        DELIVERY_RETRY_SCHEDULE="0.05,0.05,0.05,0.05,0.05",
+        DELIVERY_QUICK_RETRY_SECONDS="0",
         DELIVERY_SINGLE_CHUNK_RECORDS="20",
-        DELIVERY_SINGLE_CONCURRENCY="2",
     )
     delay = 0.06 if write_mode == "batch" else 0.02
     with LoopbackSink(_slow_and_sometimes_503(len(steps), delay)) as sink:

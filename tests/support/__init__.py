@@ -1,0 +1,1 @@
+"""The shared test toolkit (STYLE.md): a loopback sink with every behaviour the suites need."""

@@ -1,24 +1,19 @@
-"""Single mode bounds concurrency per destination, not per run: two runs to one API share it."""
+"""Concurrency is bounded per destination, not per run: two runs to one API share it (the
+destination gate of ``osmos.outbound``)."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import pytest
-from django.db import connection
-
 from pipelines.models import Run, RunState
 from pipelines.services import run_create
-from pipelines.slots import destination_slot
 from tests.pipelines.conftest import make_destination, make_pipeline, make_source, wait_for_run
 
 
 def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
     org_a, sink, worker, settings
 ):
-    settings.DELIVERY_SINGLE_CONCURRENCY = 2
-    settings.DELIVERY_DESTINATION_BUSY_RETRY_SECONDS = 0.2
     state = {"now": 0, "max": 0}
     lock = threading.Lock()
 
@@ -33,7 +28,7 @@ def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
 
     sink.respond = slow
     source = make_source(org_a, count=60)
-    destination = make_destination(org_a, sink.url, write_mode="single")
+    destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipelines = [
         make_pipeline(org_a, source, destination, name=name, sync_mode="full")
         for name in ("first", "second")
@@ -49,27 +44,3 @@ def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
     assert 1 < state["max"] <= 2
     # Waiting for the destination is not a crash: nothing was counted as a resume.
     assert [run.resumes for run in Run.objects.filter(pk__in=[r.pk for r in runs])] == [0, 0]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_destination_slot_is_held_until_released(org_a, settings):
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    destination = make_destination(org_a, "http://127.0.0.1:9/hook")
-    seen = []
-
-    def try_from_another_thread():
-        try:
-            with destination_slot(destination.pk) as taken:
-                seen.append(taken)
-        finally:
-            connection.close()  # this thread's own connection
-
-    with destination_slot(destination.pk) as taken:
-        assert taken
-        other = threading.Thread(target=try_from_another_thread)
-        other.start()
-        other.join()
-    after = threading.Thread(target=try_from_another_thread)
-    after.start()
-    after.join()
-    assert seen == [False, True]
