@@ -7,6 +7,7 @@ sequence, so the first page holds the samples.
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -15,13 +16,14 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from connectors.models import Connector
 from connectors.selectors import connector_get, connector_list
 from connectors.serializers import ConnectorSerializer
+from ingest.search import BadMatch, parse_match, records_matching
 from ingest.selectors import records_of
 from ingest.services import NotASource, SamplesRequired, source_save
 from osmos.api import TenantScopedViewSet, json_error
@@ -80,8 +82,17 @@ class SourceRecordsViewSet(TenantScopedViewSet):
     @extend_schema(
         summary="List a source's stored records",
         description="Ascending sequence (order of arrival). The first page holds the samples "
-        "(the first 50 records). Follow `next` for more; `page_size` up to 1000.",
-        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
+        "(the first 50 records). Follow `next` for more; `page_size` up to 1000.\n\n"
+        'With `match=<field>:<JSON value>` (e.g. `match=id:14`, `match=email:"a@b.c"`, '
+        "`match=note:null`) it finds records by a field's value instead, newest first: a "
+        "bounded scan with a time limit; `search` says whether every record was examined "
+        "and `next` (`before=<sequence>`) continues below.",
+        parameters=[
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+            OpenApiParameter("match", str, description="`<field>:<JSON value>`"),
+            OpenApiParameter("before", int, description="With `match`: search below this."),
+        ],
         responses={
             200: RecordSerializer(many=True),
             400: OpenApiResponse(_DETAIL, description="The connector is a destination."),
@@ -103,9 +114,61 @@ class SourceRecordsViewSet(TenantScopedViewSet):
         connector = self.get_object()
         if not connector.is_source:
             return json_error(_NOT_A_SOURCE, status.HTTP_400_BAD_REQUEST)
+        if "match" in request.query_params:
+            return self._search(request, connector)
         records = records_of(organization=self.organization, connector=connector)
         page = self.paginate_queryset(records)
         return self.get_paginated_response(RecordSerializer(page, many=True).data)
+
+    def _search(self, request, connector: Connector) -> Response:
+        params = request.query_params
+        try:
+            field, value = parse_match(
+                params["match"], fields=[name for name, _, _ in connector.field_specs()]
+            )
+        except BadMatch as exc:
+            raise ValidationError({"match": [str(exc)]}) from None
+        before = params.get("before")
+        if before is not None and not before.isdigit():
+            raise ValidationError({"before": ["Must be a record sequence."]})
+        size = params.get("page_size", "50")
+        limit = min(int(size), 1000) if size.isdigit() and int(size) > 0 else 50
+        found = records_matching(
+            organization=self.organization,
+            connector=connector,
+            field=field,
+            value=value,
+            limit=limit,
+            before=int(before) if before is not None else None,
+        )
+        more = found.scanned_down_to > 1
+        next_url = None
+        if more:
+            query = params.copy()
+            query["before"] = str(found.scanned_down_to)
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        if not found.complete:
+            detail = (
+                f"The search stopped after {settings.RECORD_SEARCH_SECONDS:g} s, having "
+                f"examined the records down to sequence {found.scanned_down_to}; follow "
+                "`next` to search the older ones."
+            )
+        elif more:
+            detail = "More records may match: follow `next`."
+        else:
+            detail = "Every record of the source was examined."
+        return Response(
+            {
+                "next": next_url,
+                "previous": None,
+                "results": RecordSerializer(found.records, many=True).data,
+                "search": {
+                    "complete": found.complete,
+                    "scanned_down_to": found.scanned_down_to,
+                    "detail": detail,
+                },
+            }
+        )
 
     @extend_schema(
         summary="Save a source (ready → active)",

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from ingest.api import SourceRecordsViewSet
+from ingest.rejections_api import SourceRejectionsViewSet
 
 urlpatterns = [
     path(
@@ -14,5 +15,10 @@ urlpatterns = [
         "connectors/<uuid:pk>/save/",
         SourceRecordsViewSet.as_view({"post": "save"}),
         name="connector-save",
+    ),
+    path(
+        "connectors/<uuid:pk>/rejections/",
+        SourceRejectionsViewSet.as_view({"get": "rejections"}),
+        name="connector-rejections",
     ),
 ]

@@ -67,3 +67,25 @@ class IdempotencyKey(TenantModel):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key!r} of {self.connector_id}"
+
+
+class IngestRejection(TenantModel):
+    """A refused ingest request, kept so the customer can see why (SPEC §4, the source
+    debugger): the last settings.INGEST_REJECTIONS_KEPT per source, for RETENTION_DAYS."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.PositiveSmallIntegerField()
+    detail = models.TextField()
+    error_count = models.PositiveIntegerField(default=0)
+    # The first errors as answered: [{"index", "field", "message"}, …].
+    errors = models.JSONField(default=list)
+    body_excerpt = models.TextField(blank=True, default="")
+    client_address = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["connector", "-id"], name="rejection_connector")]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.created_at:%Y-%m-%d %H:%M} for {self.connector_id}"

@@ -8,14 +8,19 @@ once as bytes. The token in the URL is the only credential. Every answer is JSON
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+import orjson
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from connectors.models import SourceSettings
 from connectors.selectors import source_for_ingest_token
 from ingest.body import IngestRefused
+from ingest.rejections import EXCERPT_BYTES, rejection_record
 from ingest.services import check_request_headers, records_ingest
+from osmos.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +33,11 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
         )
         response["Allow"] = "POST"
         return response
+    seen = _Seen()
     try:
-        return _ingest(request, token)
+        response = _ingest(request, token, seen)
     except IngestRefused as refused:
-        return JsonResponse(refused.body(), status=refused.status)
+        response = JsonResponse(refused.body(), status=refused.status)
     except DatabaseError:
         # The transaction was rolled back: nothing of this request is stored, a retry is safe.
         logger.exception("ingest: database failure")
@@ -40,10 +46,31 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
             status=503,
             headers={"Retry-After": "5"},
         )
+    if seen.source is not None and 400 <= response.status_code < 500:
+        connector = seen.source.connector
+        rejection_record(
+            organization_id=connector.organization_id,
+            connector_id=connector.pk,
+            connector_name=connector.name,
+            status=response.status_code,
+            answer=orjson.loads(response.content),
+            body_head=seen.body_head,
+            client_address=request.META.get("REMOTE_ADDR", ""),
+        )
+    return response
 
 
-def _ingest(request: HttpRequest, token: str) -> JsonResponse:
+@dataclass
+class _Seen:
+    """What the source debugger keeps of a refused request, once known."""
+
+    source: SourceSettings | None = None
+    body_head: bytes = b""
+
+
+def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
     source = source_for_ingest_token(token=token)
+    seen.source = source
     if source is None:
         return JsonResponse(
             {"detail": "Unknown ingest URL (the token may have been rotated)."}, status=404
@@ -55,9 +82,11 @@ def _ingest(request: HttpRequest, token: str) -> JsonResponse:
         content_length=headers.get("Content-Length"),
         idempotency_key=headers.get("Idempotency-Key"),
     )
+    body = request.read()
+    seen.body_head = body[:EXCERPT_BYTES]
     result = records_ingest(
         source=source,
-        body=request.read(),
+        body=body,
         content_type=headers.get("Content-Type"),
         content_encoding=headers.get("Content-Encoding"),
         idempotency_key=headers.get("Idempotency-Key"),
@@ -65,4 +94,6 @@ def _ingest(request: HttpRequest, token: str) -> JsonResponse:
     response = JsonResponse(result.body, status=result.status)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    elif result.status == 200:
+        metrics.INGEST_RECORDS.inc(result.body["accepted"])
     return response

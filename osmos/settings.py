@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_dramatiq",
     "osmos.tenancy",
+    "osmos.notifications",
     "connectors",
     "ingest",
     "pipelines",
@@ -109,6 +110,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "osmos.observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -135,6 +137,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "osmos.tenancy.context_processors.organization",
+                "osmos.notifications.context_processors.unread_notifications",
             ],
         },
     },
@@ -305,11 +308,32 @@ INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
 # Django's own upload cap must not cut ingest bodies short; ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
+# --- Operations: request ids, logs, metrics (docs/operations.md) ---
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+# Take X-Request-ID from the request (a trusted proxy sets it) instead of making one.
+REQUEST_ID_TRUSTED = env_bool("REQUEST_ID_TRUSTED", env_bool("BEHIND_TLS_PROXY", False))
+# Empty: GET /metrics answers 404. Else it requires "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Retention (pipelines/retention.py): what is older goes, in batches, from the scheduler.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
+RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=100)
+RETENTION_TICK_SECONDS = env_float("RETENTION_TICK_SECONDS", 5.0)
+# Refused ingest requests kept per source for the source debugger.
+INGEST_REJECTIONS_KEPT = env_int("INGEST_REJECTIONS_KEPT", 1000, minimum=10)
+# Record search (?match=): a bounded scan, newest first (ingest/search.py).
+RECORD_SEARCH_SECONDS = env_float("RECORD_SEARCH_SECONDS", 2.0)
+RECORD_SEARCH_STEP_ROWS = env_int("RECORD_SEARCH_STEP_ROWS", 50_000, minimum=100)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "osmos.observability.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # An ingest URL's path is its secret: request logs name paths (docs/reliability.md).
     "filters": {"redact_secrets": {"()": "osmos.redaction.RedactSecretsFilter"}},

@@ -7,12 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from osmos import errors
+from osmos.observability.metrics import metrics_view
 from osmos.tenancy.api import CurrentOrganizationView
 
 api_v1 = [
     path("", include("connectors.api_urls")),
     path("", include("ingest.api_urls")),
     path("", include("pipelines.api_urls")),
+    path("", include("osmos.notifications.api_urls")),
     path("organization/", CurrentOrganizationView.as_view(), name="api-organization"),
     # The schema and its docs page are public: they describe the API, not tenant data.
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
@@ -25,10 +27,13 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
+    path("connectors/", include("ingest.page_urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
+    path("notifications/", include("osmos.notifications.urls")),
     path("", include("osmos.tenancy.urls")),
 ]
 

@@ -11,8 +11,11 @@ class PipelinesConfig(AppConfig):
 
         # A destination that recovers (or is resumed) resumes its waiting runs at once.
         from connectors.health import destination_recovered
+        from osmos.observability.metrics import register_state
+        from pipelines.metrics import run_state_metrics
         from pipelines.queue import runs_wake_for_destination
 
         destination_recovered.connect(
             runs_wake_for_destination, dispatch_uid="pipelines.runs_wake_for_destination"
         )
+        register_state(run_state_metrics)

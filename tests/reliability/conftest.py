@@ -10,6 +10,8 @@ import pytest
 from connectors.models import Connector
 from connectors.services import connector_create
 from ingest.services import records_ingest, source_save
+from osmos.notifications.models import Event, Notification
+from osmos.notifications.services import notify
 from osmos.tenancy.models import ApiToken, Membership
 from pipelines.models import Pipeline, RecordFailure, Run, RunState
 from pipelines.services import pipeline_create
@@ -38,6 +40,7 @@ class TenantWorld:
     api_token: ApiToken
     api_token_secret: str
     membership: Membership
+    notification: Notification
 
     def names(self) -> list[str]:
         """Strings that identify these objects: none may appear in another tenant's pages."""
@@ -110,6 +113,13 @@ def build_world(organization, *, member_user, sink_url: str = "http://127.0.0.1:
     )
     token = api_token_create(organization=organization, name="World token")
     membership = Membership.objects.get(user=member_user, organization=organization)
+    notification = notify(
+        organization_id=organization.pk,
+        event=Event.RUN_PARTIALLY_FAILED,
+        subject_type="run",
+        subject_id=run.pk,
+        message="Pipeline “World pipeline”: a run partially failed",
+    )
     return TenantWorld(
         source=source,
         ingest_token=issued.ingest_token,
@@ -120,6 +130,7 @@ def build_world(organization, *, member_user, sink_url: str = "http://127.0.0.1:
         api_token=token.token,
         api_token_secret=token.secret,
         membership=membership,
+        notification=notification,
     )
 
 

@@ -110,6 +110,7 @@ def _values_for(route: Route, world: TenantWorld) -> list[dict[str, str]]:
         "runs": [str(world.run.pk)],
         "members": [str(world.membership.pk)],
         "tokens": [str(world.api_token.pk)],
+        "notifications": [str(world.notification.pk)],
     }
     fillings: list[dict[str, str]] = [{}]
     for param, segment in zip(route.params, route.segments_before, strict=True):
