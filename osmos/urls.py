@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny
 from osmos import errors
 from osmos.observability.metrics import metrics_view
 from osmos.tenancy.api import CurrentOrganizationView
+from pipelines.admin_trace import find_record
 
 api_v1 = [
     path("", include("connectors.api_urls")),
@@ -26,11 +27,13 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("admin/find-record/", admin.site.admin_view(find_record), name="admin-find-record"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
     path("connectors/", include("ingest.page_urls")),
+    path("connectors/", include("pipelines.trace_urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("notifications/", include("osmos.notifications.urls")),

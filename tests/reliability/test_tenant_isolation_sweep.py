@@ -111,6 +111,7 @@ def _values_for(route: Route, world: TenantWorld) -> list[dict[str, str]]:
         "members": [str(world.membership.pk)],
         "tokens": [str(world.api_token.pk)],
         "notifications": [str(world.notification.pk)],
+        "records": ["1"],
     }
     fillings: list[dict[str, str]] = [{}]
     for param, segment in zip(route.params, route.segments_before, strict=True):
