@@ -10,6 +10,7 @@ from osmos import error_pages
 from osmos.api_docs import SwaggerDocsView
 from osmos.observability.metrics import metrics_view
 from osmos.tenancy import signin
+from pipelines.admin_trace import find_record
 from pipelines.home import home
 
 api_v1 = [
@@ -26,11 +27,13 @@ api_v1 = [
 urlpatterns = [
     # The admin's sign-in answers 429 while throttled, like /login/ (osmos/tenancy/signin.py).
     path("admin/login/", signin.guard(admin.site.login)),
+    path("admin/find-record/", admin.site.admin_view(find_record), name="admin-find-record"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("ingest/", include("ingest.urls")),
     path("connectors/", include("ingest.page_urls")),
+    path("connectors/", include("pipelines.trace_urls")),
     path("connectors/", include("connectors.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("notifications/", include("osmos.notifications.urls")),

@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+from pipelines.trace_api import RecordTraceViewSet
 
 # Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.
 router = SimpleRouter(use_regex_path=False)
@@ -16,5 +17,10 @@ urlpatterns = [
         "connectors/<uuid:pk>/test/",
         DestinationTestViewSet.as_view({"post": "test"}),
         name="connector-test",
+    ),
+    path(
+        "connectors/<uuid:pk>/records/<int:sequence>/",
+        RecordTraceViewSet.as_view({"get": "trace"}),
+        name="connector-record-trace",
     ),
 ]

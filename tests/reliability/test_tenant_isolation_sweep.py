@@ -116,6 +116,7 @@ def _values_for(route: Route, world: TenantWorld) -> list[dict[str, str]]:
         "tokens": [str(world.api_token.pk)],
         "notifications": [str(world.notification.pk)],
         "invitations": [str(world.invitation.pk)],
+        "records": ["1"],
     }
     fillings: list[dict[str, str]] = [{}]
     for param, segment in zip(route.params, route.segments_before, strict=True):
