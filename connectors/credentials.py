@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import signing
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
     Connector,
@@ -28,6 +27,7 @@ from connectors.models import (
 from connectors.validation import is_masked
 from osmos import crypto
 from osmos.errors import InputError, InvalidInput, raise_if_any
+from osmos.outbound import signing
 from osmos.outbound.headers import is_valid_header_name
 from osmos.tenancy.models import new_secret_token
 

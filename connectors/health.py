@@ -26,6 +26,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from connectors.models import Connector, DestinationHealth, HealthState
+from connectors.notify import destination_health_notify
 from osmos.errors import Conflict
 
 # Sent (after the commit) with ``connector_id`` when a failing or paused destination becomes
@@ -79,6 +80,7 @@ def health_record_failure(
         failing_after = timedelta(seconds=settings.DESTINATION_FAILING_AFTER_SECONDS)
         if row.state == HealthState.HEALTHY and now - row.streak_started_at >= failing_after:
             row.state, row.since = HealthState.FAILING, now
+            _notify(connector_id, HealthState.FAILING, row.last_error)
         if row.state == HealthState.FAILING:
             row.next_probe_at = next_attempt_at
         row.save()
@@ -105,6 +107,7 @@ def health_record_success(*, connector_id: uuid.UUID) -> bool:
         row.save()
         if recovered:
             _announce(connector_id)
+            _notify(connector_id, HealthState.HEALTHY)
         return recovered
 
 
@@ -114,6 +117,7 @@ def health_pause(*, connector_id: uuid.UUID, error: str) -> None:
         row = _locked(connector_id)
         if row.state != HealthState.PAUSED:
             row.state, row.since = HealthState.PAUSED, timezone.now()
+            _notify(connector_id, HealthState.PAUSED, error)
         row.last_error = error[:ERROR_MAX_CHARS]
         row.next_probe_at = None
         row.save()
@@ -161,7 +165,21 @@ def destination_resume(*, connector: Connector) -> DestinationHealth:
         row.next_probe_at = None
         row.save()
         _announce(connector.pk)
+        _notify(connector.pk, HealthState.HEALTHY)
         return row
+
+
+def _notify(connector_id: uuid.UUID, state: str, detail: str = "") -> None:
+    """Tell people (SPEC §5.5): once per incident, in the transaction of the change."""
+    connector = Connector.objects.dangerously_unscoped().filter(pk=connector_id).first()
+    if connector is not None:
+        destination_health_notify(
+            organization_id=connector.organization_id,
+            connector_id=connector_id,
+            name=connector.name,
+            state=state,
+            detail=detail,
+        )
 
 
 def _announce(connector_id: uuid.UUID) -> None:

@@ -145,7 +145,7 @@ class DestinationSettings(models.Model):
     timeout_seconds = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(300)]
     )
-    # --- request signing (SPEC §5.4; connectors/signing.py) ------------------------------------
+    # --- request signing (SPEC §5.4; osmos/outbound/signing.py) --------------------------------
     # The secret signs while enabled; after a rotation the previous one signs too until
     # ``signing_previous_expires_at`` (24 h), so receivers can switch without a gap.
     signing_enabled = models.BooleanField(default=False)

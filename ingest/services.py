@@ -31,7 +31,6 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from connectors import signing
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
     Connector,
@@ -55,6 +54,7 @@ from osmos.errors import (
     TooLarge,
     Unauthorized,
 )
+from osmos.outbound import signing
 
 MAX_ERRORS_LISTED = 100
 MAX_IDEMPOTENCY_KEY_LENGTH = 255

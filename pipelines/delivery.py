@@ -70,6 +70,7 @@ from connectors.health import (
 )
 from connectors.models import WriteMode
 from connectors.schema import compile_schema
+from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession
 from osmos.outbound.gate import destination_gate
 from pipelines.leases import (
@@ -82,6 +83,7 @@ from pipelines.leases import (
 )
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.notify import run_outcome_notify
 from pipelines.queue import run_enqueue
 from pipelines.records import (
     FailureSpool,
@@ -168,6 +170,9 @@ def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step
             records_failed=F("records_failed") + failed,
             heartbeat_at=timezone.now(),
         )
+    # Counted once the step is committed (a lost lease above returned before this).
+    metrics.DELIVERY_RECORDS.labels(outcome="delivered").inc(outcome.delivered)
+    metrics.DELIVERY_RECORDS.labels(outcome="failed").inc(failed)
     return run
 
 
@@ -280,6 +285,7 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         run.lease_token = None
         run.waiting_until = None
         run.save(update_fields=["state", "finished_at", "lease_token", "waiting_until"])
+        run_outcome_notify(run=run, pipeline_name=run.pipeline.name)
         wake_queued_on_commit(run)
 
 

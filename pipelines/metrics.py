@@ -12,7 +12,8 @@ from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from pipelines.models import Run, RunState
+from connectors.models import Connector, DestinationHealth, HealthState
+from pipelines.models import ChunkState, Run, RunChunk, RunState
 
 
 def run_state_metrics() -> Iterator[GaugeMetricFamily]:
@@ -26,6 +27,26 @@ def run_state_metrics() -> Iterator[GaugeMetricFamily]:
         oldest=Min("enqueued_at")
     )["oldest"]
     lag = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    health = GaugeMetricFamily(
+        "osmos_destinations", "Destinations, by health (SPEC §5.2).", labels=["health"]
+    )
+    unhealthy = dict(
+        DestinationHealth.objects.values_list("state").annotate(n=Count("pk")).order_by()
+    )
+    destinations = Connector.objects.filter(direction="destination").count()
+    for state in HealthState.values:
+        count = unhealthy.get(state, 0)
+        if state == HealthState.HEALTHY:  # no health row yet means healthy
+            count = destinations - sum(v for k, v in unhealthy.items() if k != state)
+        health.add_metric([state], count)
+    yield health
+    yield GaugeMetricFamily(
+        "osmos_waiting_chunks",
+        "Chunks waiting for their next attempt on the retry schedule.",
+        value=RunChunk.objects.filter(
+            state=ChunkState.PENDING, next_attempt_at__isnull=False
+        ).count(),
+    )
     yield GaugeMetricFamily(
         "osmos_queue_lag_seconds",
         "Age of the oldest queued run handed to the broker (0 when none waits).",

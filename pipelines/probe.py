@@ -81,6 +81,7 @@ def destination_test(
                 body=body,
                 idempotency_key=f"osmos-test-{uuid.uuid4()}",
                 timeout=timeout,
+                signing_secrets=target.signing,
             )
         except DeliveryError as exc:
             return ProbeResult(

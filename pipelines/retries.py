@@ -13,10 +13,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from django.conf import settings
+from django.utils import timezone
 
 from connectors.models import DestinationSettings, ResponseFormat
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
@@ -67,6 +68,8 @@ class Target:
     headers: list[tuple[str, str]]
     timeout: float
     per_record: bool = False
+    # The live ``whsec_`` secrets when the destination signs its requests (SPEC §5.4).
+    signing: list[str] = field(default_factory=list)
 
     def secrets(self) -> list[str]:
         return [value for _, value in self.headers]
@@ -79,6 +82,7 @@ class Target:
             headers=destination.decrypted_headers(),
             timeout=float(destination.timeout_seconds),
             per_record=destination.response_format == ResponseFormat.PER_RECORD,
+            signing=destination.signing_secrets(now=timezone.now()),
         )
 
 
@@ -128,6 +132,7 @@ def send_request(
                     body=body,
                     idempotency_key=idempotency_key,
                     timeout=target.timeout,
+                    signing_secrets=target.signing,
                 )
         except DeliveryError as exc:
             gate.observe(exc.status, exc.headers)

@@ -14,7 +14,9 @@ settings.SCHEDULER_INTERVAL_SECONDS (a thread in the embedded mode, or the
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,10 +25,12 @@ from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ingest.rejections import rejecting_incidents_close
 from ingest.services import idempotency_keys_purge
 from pipelines import cron
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 from pipelines.queue import run_enqueue
+from pipelines.retention import retention_purge
 from pipelines.services import run_create
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,14 @@ class TickReport:
     runs_enqueued: int = 0
     runs_woken: int = 0
     idempotency_keys_purged: int = 0
+    rows_purged: int = 0
+    incidents_closed: int = 0
+
+
+# Retention and the closing of calmed-down incidents run at most this often per process: a
+# purge may take RETENTION_TICK_SECONDS, which a tick every second must not pay each time.
+HOUSEKEEPING_EVERY_SECONDS = 60.0
+_last_housekeeping = -math.inf
 
 
 def scheduler_tick(now: datetime | None = None) -> TickReport:
@@ -58,7 +70,18 @@ def scheduler_tick(now: datetime | None = None) -> TickReport:
     _sweep_waiting(now, report)
     # An indexed delete of ingest idempotency keys past their 24 hours (cheap when none).
     report.idempotency_keys_purged = idempotency_keys_purge(now=now)
+    _housekeeping(now, report)
     return report
+
+
+def _housekeeping(now: datetime, report: TickReport, *, force: bool = False) -> None:
+    """Retention (docs/operations.md) and closing the "rejecting" incidents of calm sources."""
+    global _last_housekeeping
+    if not force and time.monotonic() - _last_housekeeping < HOUSEKEEPING_EVERY_SECONDS:
+        return
+    _last_housekeeping = time.monotonic()
+    report.incidents_closed = rejecting_incidents_close(now=now)
+    report.rows_purged = sum(retention_purge(now=now).deleted.values())
 
 
 def _schedule_due(now: datetime, report: TickReport) -> bool:

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
 from pipelines.models import RequestLog, Run, RunChunk
@@ -63,6 +64,8 @@ class RequestRecorder:
 
     def add(self, chunk: RunChunk, attempt: Attempt) -> None:
         self._pending.append((chunk.pk, attempt))
+        metrics.DELIVERY_REQUESTS.labels(status_class=metrics.status_class(attempt.status)).inc()
+        metrics.DELIVERY_REQUEST_SECONDS.observe(attempt.duration_ms / 1000)
 
     def flush(self) -> None:
         if not self._pending:

@@ -6,6 +6,7 @@ import uuid
 
 import dramatiq
 
+from osmos.observability import context as log_context
 from pipelines import delivery
 from pipelines.queue import EXECUTE_RUN_ACTOR, QUEUE_NAME
 
@@ -22,4 +23,5 @@ RUN_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
 )
 def execute_run(run_id: str) -> None:
     """Execute, resume or settle the run; a no-op when it is finished or held elsewhere."""
-    delivery.run_execute(run_id=uuid.UUID(run_id))
+    with log_context.bind(run=run_id):
+        delivery.run_execute(run_id=uuid.UUID(run_id))

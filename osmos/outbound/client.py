@@ -28,7 +28,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -48,6 +48,7 @@ from osmos.outbound.headers import (
 )
 from osmos.outbound.ratelimit import wait_from_headers
 from osmos.outbound.scrub import scrub
+from osmos.outbound.signing import signature_headers
 from osmos.outbound.urlguard import (
     DEFAULT_PORTS,
     IPAddress,
@@ -281,6 +282,7 @@ class OutboundSession:
         idempotency_key: str,
         timeout: float,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        signing_secrets: Sequence[str] = (),
     ) -> Response:
         """Send one request and return the 2xx answer; raise DeliveryError for anything else.
 
@@ -292,6 +294,9 @@ class OutboundSession:
         other statuses the status decides and the excerpt is what arrived in time.
         `max_body_bytes`: how much of the body `Response.body` keeps; the rest is not read
         (the connection is then closed rather than reused).
+        `signing_secrets`: the destination's live `whsec_` secrets; when given, the request is
+        signed as Standard Webhooks (SPEC §5.4) with `webhook-id` = `idempotency_key` and the
+        time of this attempt, over the exact bytes sent.
         """
         if not 0 < timeout < math.inf:
             raise ValueError("timeout must be a positive number of seconds")
@@ -310,6 +315,15 @@ class OutboundSession:
             request_headers["Content-Length"] = str(body.seek(0, io.SEEK_END))
             body.seek(0)
             data = body
+        if signing_secrets:
+            request_headers.update(
+                signature_headers(
+                    msg_id=idempotency_key,
+                    timestamp=int(time.time()),
+                    body=data,
+                    secrets=signing_secrets,
+                )
+            )
         started = time.monotonic()
         _request.deadline = started + timeout
         try:

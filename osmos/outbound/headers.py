@@ -26,7 +26,7 @@ SET_BY_SEND = frozenset(
         "user-agent",
         "idempotency-key",
         "host",
-        # Standard Webhooks signing (connectors/signing.py): a static value would be a forgery.
+        # Standard Webhooks signing (osmos/outbound/signing.py): a static value would be a forgery.
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",

@@ -31,6 +31,7 @@ def scrape(client: Client, token: str = "metrics-secret") -> dict[str, dict[tupl
 
 @pytest.fixture
 def metrics_on(settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     settings.METRICS_TOKEN = "metrics-secret"
 
 
@@ -121,3 +122,31 @@ def test_log_format_is_parsed_strictly(tmp_path):
     )
     assert result.returncode != 0
     assert "LOG_FORMAT must be plain or json" in result.stderr
+
+
+def test_metrics_count_deliveries_and_show_destination_health(db, client, org_a, metrics_on):
+    from connectors.health import health_pause
+    from pipelines import delivery
+    from pipelines.services import run_create
+    from tests.support.factories import make_destination, make_pipeline, make_source
+    from tests.support.schemas import ORDERS, order_records
+    from tests.support.sink import Sink
+
+    before = scrape(client)
+    with Sink() as sink:
+        destination = make_destination(org_a, schema=ORDERS, url=sink.url, batch_size=20)
+        source = make_source(org_a, records=order_records(50), save=True)
+        run = run_create(pipeline=make_pipeline(org_a, source, destination), trigger="api")
+        delivery.run_execute(run_id=run.id)
+    after = scrape(client)
+
+    def grew(name: str, key: tuple) -> float:
+        return after[name].get(key, 0) - before.get(name, {}).get(key, 0)
+
+    assert grew("osmos_delivery_records_total", (("outcome", "delivered"),)) == 50
+    assert grew("osmos_delivery_requests_total", (("status_class", "2xx"),)) == 3
+    assert grew("osmos_delivery_request_duration_seconds_count", ()) == 3
+    assert after["osmos_destinations"][(("health", "healthy"),)] == 1
+    health_pause(connector_id=destination.pk, error="410 Gone")
+    paused = scrape(client)["osmos_destinations"]
+    assert (paused[(("health", "paused"),)], paused[(("health", "healthy"),)]) == (1, 0)

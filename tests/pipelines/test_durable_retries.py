@@ -12,6 +12,7 @@ import pytest
 
 from connectors.health import destination_resume
 from connectors.models import DestinationHealth, HealthState
+from osmos.notifications.models import Event, Notification
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.scheduler import scheduler_tick
 from pipelines.senders import CANCELLED_REASON
@@ -193,6 +194,27 @@ def test_a_failing_destination_is_probed_by_one_run_and_its_recovery_resumes_all
         assert wait_for_run(run, timeout=15).state == RunState.SUCCEEDED
     health = DestinationHealth.objects.get(connector=destination)
     assert health.state == HealthState.HEALTHY
+    # Three runs waited on it and the probe failed again and again: one incident, told once
+    # when it began and once when it ended (SPEC §5.5).
+    events = Notification.objects.filter(organization=org_a).order_by("created_at")
+    assert list(events.values_list("event", flat=True)) == [
+        Event.DESTINATION_FAILING,
+        Event.DESTINATION_HEALTHY,
+    ]
+    assert {n.subject_id for n in events} == {destination.pk}
+
+
+def test_failed_runs_notify_once_until_the_pipeline_delivers_again(org_a, loopback, worker):
+    loopback.behave = status(422, body=b'{"error": "no"}')
+    destination = make_destination(org_a, loopback.url, batch_size=50)
+    source = make_source(org_a, count=50)
+    pipeline = make_pipeline(org_a, source, destination, sync_mode="full")
+    for _ in range(2):
+        run = wait_for_run(run_create(pipeline=pipeline, trigger="api"), timeout=20)
+        assert run.state == RunState.FAILED
+    assert list(
+        Notification.objects.filter(organization=org_a).values_list("event", "subject_id")
+    ) == [(Event.RUN_FAILED, Run.objects.filter(pipeline=pipeline).earliest("created_at").pk)]
 
 
 @pytest.mark.parametrize("mode", ["batch", "single"])

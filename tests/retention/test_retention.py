@@ -205,3 +205,30 @@ def test_a_backlog_is_worked_off_in_batches_within_the_time_budget(source, desti
     assert report.complete
     assert report.deleted["records"] == 1000  # ten batches of 100
     assert len(sequences(source)) == 50
+
+
+def test_the_scheduler_tick_runs_retention_once_a_minute(org_a, monkeypatch):
+    import math
+
+    from pipelines import scheduler
+
+    old = notify(
+        organization_id=org_a.pk,
+        event="destination.failing",
+        subject_type="connector",
+        subject_id=uuid.uuid4(),
+        message="old",
+    )
+    Notification.objects.filter(pk=old.pk).update(created_at=timezone.now() - 31 * DAY)
+    monkeypatch.setattr(scheduler, "_last_housekeeping", -math.inf)
+    assert scheduler.scheduler_tick().rows_purged == 1
+    assert not Notification.objects.exists()
+    notify(
+        organization_id=org_a.pk,
+        event="destination.failing",
+        subject_type="connector",
+        subject_id=uuid.uuid4(),
+        message="old too",
+    )
+    Notification.objects.update(created_at=timezone.now() - 31 * DAY)
+    assert scheduler.scheduler_tick().rows_purged == 0  # not again within the minute

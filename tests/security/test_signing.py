@@ -12,10 +12,10 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connectors import signing
 from connectors.models import DestinationSettings
 from connectors.services import connector_create, connector_duplicate
 from osmos import crypto
+from osmos.outbound import signing
 
 LIST = "/api/v1/connectors/"
 SCHEMA = [{"name": "id", "type": "integer", "nullable": False}]

@@ -15,8 +15,8 @@ from django.test import Client
 from standardwebhooks.webhooks import Webhook
 
 from connectors.models import SourceSettings
-from connectors.signing import signature_headers
 from ingest.models import Record
+from osmos.outbound.signing import signature_headers
 
 LIST = "/api/v1/connectors/"
 SCHEMA = [{"name": "id", "type": "integer", "nullable": False}]
