@@ -283,7 +283,9 @@ EMBEDDED_WORKER_THREADS = env_int("EMBEDDED_WORKER_THREADS", 4, minimum=1)
 # CIDRs that may be called although private/loopback (development and tests only).
 # Cloud metadata addresses are refused even when listed.
 OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
-DELIVERY_RETRY_AFTER_CAP_SECONDS = env_float("DELIVERY_RETRY_AFTER_CAP_SECONDS", 300.0)
+# The longest wait a destination may ask for (Retry-After, RateLimit reset): waits are durable
+# (stored, no worker held), so a day, the length of the retry schedule, is honoured whole.
+DELIVERY_RETRY_AFTER_CAP_SECONDS = env_float("DELIVERY_RETRY_AFTER_CAP_SECONDS", 86400.0)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = env_int("RUN_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 15.0)
 # Single mode: records per chunk (the unit confirmed at once, so at most this many are sent

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-DEFAULT_RETRY_AFTER_CAP_SECONDS = 300.0
+DEFAULT_RETRY_AFTER_CAP_SECONDS = 86400.0
 # A reset larger than this is a point in time, not a delay (2001-09-09 in Unix seconds).
 _EPOCH_SECONDS_FLOOR = 1_000_000_000
 _EPOCH_MILLISECONDS_FLOOR = 1_000_000_000_000

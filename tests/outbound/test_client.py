@@ -315,10 +315,11 @@ def test_retry_after_is_capped_by_the_setting(server, session, settings):
     assert caught.value.retry_after == 60
 
 
-def test_retry_after_cap_defaults_to_300_seconds_without_the_setting(settings):
+def test_retry_after_cap_defaults_to_a_day_without_the_setting(settings):
     del settings.DELIVERY_RETRY_AFTER_CAP_SECONDS
 
-    assert parse_retry_after("86400") == 300
+    assert parse_retry_after("3600") == 3600  # an hour's pause is honoured whole
+    assert parse_retry_after("999999") == 86400
 
 
 @pytest.mark.parametrize(
