@@ -124,7 +124,7 @@ def test_screenshots_of_the_main_pages(page, sink, worker):
     _finish(run_create(pipeline=pipeline, trigger="manual"))
 
     page.goto("/login/")
-    page.get_by_label("Username").fill(user.email)
+    page.get_by_label("Email").fill(user.email)
     page.get_by_label("Password").fill("pw-" + user.email)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/")

@@ -22,7 +22,7 @@ SCHEMA = [{"name": "id", "type": "integer", "nullable": False}]
 
 def log_in(page, user) -> None:
     page.goto("/login/")
-    page.get_by_label("Username").fill(user.email)
+    page.get_by_label("Email").fill(user.email)
     page.get_by_label("Password").fill("pw-" + user.email)
     page.get_by_role("button", name="Log in").click()
 
