@@ -37,6 +37,8 @@ def _host_env(network, own_redis, database: str, broker: str, **extra: str) -> d
         DRAMATIQ_BROKER_URL=f"redis://{broker}:{own_redis.port}/0",
         OUTBOUND_ALLOWED_NETWORKS="198.18.77.0/24",
         RUN_HEARTBEAT_TIMEOUT_SECONDS=str(HEARTBEAT_TIMEOUT),
+        # A cut-off host's gate slots come back after the lease (30 s by default).
+        OUTBOUND_GATE_LEASE_SECONDS="2",
         SCHEDULER_INTERVAL_SECONDS="0.5",
         RUN_ENQUEUE_GRACE_SECONDS="1",
         RUN_REQUEUE_AFTER_SECONDS="10",

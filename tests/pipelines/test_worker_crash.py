@@ -60,6 +60,8 @@ class Workers:
             "DELIVERY_RETRY_SCHEDULE": "0.05,0.05",
             "DELIVERY_QUICK_RETRY_SECONDS": "0",
             "RUN_HEARTBEAT_TIMEOUT_SECONDS": "5",
+            # A killed worker's gate slots come back after the lease (30 s by default).
+            "OUTBOUND_GATE_LEASE_SECONDS": "2",
             **extra_env,
         }
         self.processes: list[subprocess.Popen] = []

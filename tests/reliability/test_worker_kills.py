@@ -73,6 +73,8 @@ def test_a_run_survives_repeated_worker_kills(
     env = child_env(
         DRAMATIQ_BROKER_URL=own_redis.url,
         RUN_HEARTBEAT_TIMEOUT_SECONDS="5",
+        # A killed worker's gate slots come back after the lease (30 s by default).
+        OUTBOUND_GATE_LEASE_SECONDS="2",
         SCHEDULER_INTERVAL_SECONDS="0.5",
         RUN_ENQUEUE_GRACE_SECONDS="1",
         RUN_REQUEUE_AFTER_SECONDS="10",
