@@ -4,7 +4,9 @@ Trusted requests, which must find rows before an organization is known or work a
 organizations, keep the application role:
 - ``/ingest/<token>/``: the token lookup, then ``COPY`` of the records (which PostgreSQL
   refuses to a role bound by policies);
-- the admin, for staff (support works across organizations).
+- the admin, for staff (support works across organizations);
+- ``/metrics``: counts across every organization for the operator, behind METRICS_TOKEN
+  (no tenant's data leaves it, only totals; see osmos/observability/metrics.py).
 An API request with a Bearer token is confined to no organization here and to the token's
 organization once ``ApiTokenAuthentication`` has found it (the lookup itself is trusted).
 """
@@ -17,7 +19,7 @@ from django.conf import settings
 
 from osmos.rls import context
 
-_TRUSTED_PREFIXES = ("/ingest/",)
+_TRUSTED_PREFIXES = ("/ingest/", "/metrics")
 _STAFF_PREFIXES = ("/admin/",)
 
 
