@@ -76,11 +76,26 @@ def test_metrics_count_ingest_requests_by_status(db, client, org_a, metrics_on):
         assert after[key] - before.get(key, 0) == 1
 
 
-def test_metrics_show_runs_by_state_from_the_database(db, client, org_a, metrics_on):
-    samples = scrape(client)["osmos_runs"]
-    assert samples[(("state", "queued"),)] == Run.objects.filter(state="queued").count()
-    assert (("state", "succeeded"),) in samples
-    assert scrape(client)["osmos_queue_lag_seconds"][()] >= 0
+def test_metrics_show_runs_by_state_from_the_database(db, client, org_a, member, metrics_on):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.support.factories import build_world
+
+    world = build_world(org_a, member_user=member)  # one partially failed run
+    Run.objects.create(
+        organization=org_a,
+        pipeline=world.pipeline,
+        trigger="api",
+        state="queued",
+        enqueued_at=timezone.now() - timedelta(seconds=90),
+    )
+    samples = scrape(client)
+    assert samples["osmos_runs"][(("state", "queued"),)] == 1
+    assert samples["osmos_runs"][(("state", "partially_failed"),)] == 1
+    assert samples["osmos_runs"][(("state", "succeeded"),)] == 0
+    assert samples["osmos_queue_lag_seconds"][()] >= 90
 
 
 def test_json_log_lines_carry_the_request_id_organization_and_run():
