@@ -17,7 +17,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from connectors.models import Connector
@@ -26,7 +25,7 @@ from connectors.serializers import ConnectorSerializer
 from ingest.search import BadMatch, parse_match, records_matching
 from ingest.selectors import records_of
 from ingest.services import NotASource, source_save
-from osmos.api import TenantScopedViewSet
+from osmos.api import CursorPagination, TenantScopedViewSet
 
 _NOT_A_SOURCE = "Only a source connector stores records."
 
@@ -42,8 +41,6 @@ class RecordCursorPagination(CursorPagination):
 
     ordering = ("sequence",)
     page_size = 50  # = the samples required, so the first page is the sample preview
-    page_size_query_param = "page_size"
-    max_page_size = 1000
 
     def decode_cursor(self, request):
         """DRF's cursor, refused (404 "Invalid cursor", as DRF answers any bad cursor) unless

@@ -222,7 +222,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["osmos.tenancy.permissions.IsOrganizationMember"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # page_size 1-1000 on every list, 400 outside (osmos/api.py, SPEC §6).
+    "DEFAULT_PAGINATION_CLASS": "osmos.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "osmos.api.exception_handler",
@@ -311,6 +312,8 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 256 * 1024 * 1024, mini
 INGEST_MAX_RECORDS = env_int("INGEST_MAX_RECORDS", 250_000, minimum=1)
 INGEST_SAMPLES_REQUIRED = 50
 INGEST_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+# Idempotency-Key on API POSTs (osmos/idempotency.py): answers replayed this long.
+API_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # How long an ingest request waits for the connector's lock (held by a concurrent request to
 # the same connector while it writes) before answering 503; PostgreSQL only.
 INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)

@@ -8,7 +8,8 @@ Purged:
   every source keeps its first settings.INGEST_SAMPLES_REQUIRED records (the samples the
   mapping pages show) and any record a retained failure may be retried from;
 - **request logs and failures** of runs that finished before the cut-off;
-- **notifications** and **rejected ingest requests** created before the cut-off.
+- **notifications** and **rejected ingest requests** created before the cut-off;
+- the API's **idempotency keys** past their 24 hours (``osmos.idempotency``).
 
 Why batches: one ``DELETE`` of a million rows holds its row locks and its transaction for
 seconds to minutes and writes one huge WAL burst; batches of settings.RETENTION_BATCH_ROWS
@@ -33,6 +34,7 @@ from django.utils import timezone
 
 from connectors.models import Connector
 from ingest.models import IngestRejection, Record
+from osmos import idempotency
 from osmos.notifications.models import Notification
 from pipelines.models import FINISHED_RUN_STATES, Pipeline, RecordFailure, RequestLog, Run, SyncMode
 
@@ -62,6 +64,7 @@ def retention_purge(
         ("rejections", _batches(IngestRejection.objects.filter(created_at__lt=cutoff), "pk")),
         ("request_logs", _purge_by_old_runs(RequestLog, cutoff)),
         ("failures", _purge_by_old_runs(RecordFailure, cutoff)),
+        ("api_idempotency_keys", _batches(idempotency.expired_keys(now), "pk")),
     ]
     steps += [
         ("records", _purge_records(source_id, cutoff)) for source_id in _sources_with_pipelines()
