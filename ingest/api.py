@@ -26,6 +26,7 @@ from ingest.search import BadMatch, parse_match, records_matching
 from ingest.selectors import records_of
 from ingest.services import NotASource, source_save
 from osmos.api import CursorPagination, TenantScopedViewSet
+from osmos.pagination import requested_page_size
 
 _NOT_A_SOURCE = "Only a source connector stores records."
 
@@ -88,8 +89,6 @@ class SourceRecordsViewSet(TenantScopedViewSet):
         "bounded scan with a time limit; `search` says whether every record was examined "
         "and `next` (`before=<sequence>`) continues below.",
         parameters=[
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
             OpenApiParameter("match", str, description="`<field>:<JSON value>`"),
             OpenApiParameter("before", int, description="With `match`: search below this."),
         ],
@@ -131,8 +130,7 @@ class SourceRecordsViewSet(TenantScopedViewSet):
         before = params.get("before")
         if before is not None and not before.isdigit():
             raise ValidationError({"before": ["Must be a record sequence."]})
-        size = params.get("page_size", "50")
-        limit = min(int(size), 1000) if size.isdigit() and int(size) > 0 else 50
+        limit = requested_page_size(request, RecordCursorPagination.page_size)
         found = records_matching(
             organization=self.organization,
             connector=connector,
