@@ -392,6 +392,10 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
 # Every documented API error is an RFC 9457 problem (application/problem+json).
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
+    # The conventions' answers on every operation (401, 403, 404, 413, 415, Idempotency-Key).
+    "osmos.openapi.document_conventions",
+    # The ingest endpoint (a plain Django view) with its bodies, headers and answers.
+    "ingest.openapi.document_ingest",
     "osmos.api.document_problems",
 ]
 # --- Security and limits (issue 14: docs/security.md) -----------------------------------------
