@@ -36,6 +36,13 @@ _DESCRIPTIONS = {
     "422": "This `Idempotency-Key` was used for another request (method, path or body) in "
     "the last 24 hours: use a new key for a new request.",
 }
+# For a documented answer a view left without a description.
+_FALLBACK_DESCRIPTIONS = {
+    **_DESCRIPTIONS,
+    "400": "Invalid input. Nothing was written.",
+    "409": "The current state does not allow this (see `detail`).",
+    "422": "The request contradicts an earlier one (see `detail`).",
+}
 _BODY_METHODS = ("post", "put", "patch")
 _IDEMPOTENCY_PARAMETER = {
     "in": "header",
@@ -92,6 +99,9 @@ def document_conventions(result: dict[str, Any], generator, request, public) -> 
                 )
             if "requestBody" in operation:
                 _add(responses, "415")
+            for code, response in responses.items():
+                if not response.get("description") and str(code) in _FALLBACK_DESCRIPTIONS:
+                    response["description"] = _FALLBACK_DESCRIPTIONS[str(code)]
             if method == "post":
                 if not any(p.get("name") == "Idempotency-Key" for p in parameters):
                     parameters.append(dict(_IDEMPOTENCY_PARAMETER))

@@ -227,10 +227,15 @@ def test_the_whole_flow_through_a_generated_client(api, live_server, org_a):
     missing = api.connectors_retrieve.sync_detailed(id=uuid.uuid4(), client=client)
     assert missing.status_code == 404
     assert missing.parsed.status == 404
-    other_body = api.pipelines_run.sync_detailed(
-        id=pipeline.parsed.id, client=client, idempotency_key=key
+    reused = api.connectors_create.sync_detailed(
+        client=client,
+        body=m.ConnectorCreateRequest(
+            name="Other", direction=m.DirectionEnum.SOURCE, schema=fields
+        ),
+        idempotency_key=key,  # the run's key, for another request
     )
-    assert other_body.status_code == 202  # same request: still the replay
-    not_yet = api.connectors_save.sync_detailed(id=destination.parsed.id, client=client)
-    assert not_yet.status_code == 400
-    assert not_yet.parsed is not None
+    assert reused.status_code == 422
+    assert "Idempotency-Key" in reused.parsed.detail
+    not_a_source = api.connectors_save.sync_detailed(id=destination.parsed.id, client=client)
+    assert not_a_source.status_code == 400
+    assert not_a_source.parsed.detail
