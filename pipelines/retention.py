@@ -8,8 +8,7 @@ Purged:
   every source keeps its first settings.INGEST_SAMPLES_REQUIRED records (the samples the
   mapping pages show) and any record a retained failure may be retried from;
 - **request logs and failures** of runs that finished before the cut-off;
-- **notifications** and **rejected ingest requests** created before the cut-off;
-- the API's **idempotency keys** past their 24 hours (``osmos.idempotency``).
+- **notifications** and **rejected ingest requests** created before the cut-off.
 
 Why batches: one ``DELETE`` of a million rows holds its row locks and its transaction for
 seconds to minutes and writes one huge WAL burst; batches of settings.RETENTION_BATCH_ROWS
@@ -64,6 +63,7 @@ def retention_purge(
         ("rejections", _batches(IngestRejection.objects.filter(created_at__lt=cutoff), "pk")),
         ("request_logs", _purge_by_old_runs(RequestLog, cutoff)),
         ("failures", _purge_by_old_runs(RecordFailure, cutoff)),
+        # The API's Idempotency-Keys past their 24 hours (osmos/idempotency.py).
         ("api_idempotency_keys", _batches(idempotency.expired_keys(now), "pk")),
     ]
     steps += [
