@@ -37,7 +37,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from osmos import errors, idempotency
-from osmos.pagination import MAX_PAGE_SIZE, CursorPagination, PageNumberPagination
+from osmos.pagination import (
+    MAX_PAGE_SIZE,
+    CursorPagination,
+    PageNumberPagination,
+    requested_page_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +115,11 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
+
+    def paginate_queryset(self, queryset):
+        # The page_size rule holds whatever pagination class a view picks (osmos/pagination.py).
+        requested_page_size(self.request, MAX_PAGE_SIZE)
+        return super().paginate_queryset(queryset)
 
     # Idempotency-Key on every POST (osmos/idempotency.py): claimed once the caller is known,
     # answered from the store when it is a retry, completed or released when the view is done.

@@ -6,7 +6,8 @@ one and a client generated from the schema (``openapi-python-client``) parses ev
 
 - 401 (no or a bad token) and 403 (the role does not allow it) on every operation;
 - 404 on every operation with an object in its path;
-- 400 on every operation that reads a body or a query (field errors, ``page_size``);
+- 400 on every operation that reads a body or a query (field errors, ``page_size``, whose
+  bounds are documented on every list whatever its pagination class);
 - every ``POST``: the ``Idempotency-Key`` header, 409 (a request with the key is still
   running), 422 (the key was used for another request), ``Idempotent-Replayed`` on its answers;
 - 413 (``max_body_bytes``) on every operation that takes a body, 415 (not JSON) on those that
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from osmos.models import IDEMPOTENCY_KEY_MAX_LENGTH
+from osmos.pagination import MAX_PAGE_SIZE, PAGE_SIZE_PARAM
 
 _DESCRIPTIONS = {
     "400": "Invalid input: errors by field, as DRF keys them (`Idempotency-Key` and "
@@ -84,6 +86,14 @@ def document_conventions(result: dict[str, Any], generator, request, public) -> 
                 continue
             responses = operation.setdefault("responses", {})
             parameters = operation.setdefault("parameters", [])
+            for parameter in parameters:
+                if parameter.get("in") == "query" and parameter.get("name") == PAGE_SIZE_PARAM:
+                    parameter["schema"] = {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PAGE_SIZE,
+                    }
+                    parameter["description"] = f"Results per page, 1 to {MAX_PAGE_SIZE} (else 400)."
             _add(responses, "401")
             _add(responses, "403")
             if any(p.get("in") == "path" for p in parameters):

@@ -3,8 +3,10 @@
 ``PageNumberPagination`` (``{"count", "next", "previous", "results"}``) is every list's
 default; ``CursorPagination`` serves lists whose rows keep arriving. ``page_size`` is an integer
 from 1 to ``MAX_PAGE_SIZE`` (1,000); anything else is a 400 naming ``page_size``, never a silent
-clamp (a client asking for 5,000 must learn it gets at most 1,000). This module imports no
-view: DRF imports ``DEFAULT_PAGINATION_CLASS`` while it loads its own views.
+clamp (a client asking for 5,000 must learn it gets at most 1,000). ``TenantScopedViewSet``
+checks the rule too before any pagination class runs, so a view with a class of its own keeps
+it. This module imports no view: DRF imports ``DEFAULT_PAGINATION_CLASS`` while it loads its
+own views.
 """
 
 from __future__ import annotations
