@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -361,14 +360,6 @@ def failures_csv_rows(failures) -> Iterator[str]:
         )
 
 
-def _failures_csv_response(run, failures) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        failures_csv_rows(failures), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="run-{run.id}-failures.csv"'
-    return response
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List runs",
@@ -442,31 +433,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         run = self.get_object()
         failures = selectors.run_failures(organization=self.organization, run=run)
         if request.accepted_renderer.format == "csv":
-            return _failures_csv_response(run, failures)
+            response = StreamingHttpResponse(
+                failures_csv_rows(failures), content_type="text/csv; charset=utf-8"
+            )
+            response["Content-Disposition"] = f'attachment; filename="run-{run.id}-failures.csv"'
+            return response
         page = self.paginate_queryset(failures)
         return self.get_paginated_response(FailureSerializer(page, many=True).data)
-
-    @extend_schema(
-        summary="Failed records of a run, as CSV",
-        description="The whole list as one CSV file (columns sequence, http_status, reason, "
-        "response_excerpt, record), streamed; the same as `failures/?format=csv`, as its own "
-        "operation for generated clients.",
-        responses={
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."),
-            404: _DETAIL,
-        },
-    )
-    @action(
-        detail=True,
-        methods=["get"],
-        url_path="failures/csv",
-        renderer_classes=[renderers.JSONRenderer, CSVRenderer],
-    )
-    def failures_csv(self, request, pk=None):
-        run = self.get_object()
-        return _failures_csv_response(
-            run, selectors.run_failures(organization=self.organization, run=run)
-        )
 
     @extend_schema(
         summary="Send the failed records of a run again",

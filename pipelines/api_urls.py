@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+from pipelines.failures_api import RunFailuresCsvViewSet
 from pipelines.trace_api import RecordTraceViewSet
 
 # Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.
@@ -13,6 +14,11 @@ router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
     *router.urls,
+    path(
+        "runs/<uuid:pk>/failures/csv/",
+        RunFailuresCsvViewSet.as_view({"get": "failures_csv"}),
+        name="run-failures-csv",
+    ),
     path(
         "connectors/<uuid:pk>/test/",
         DestinationTestViewSet.as_view({"post": "test"}),
