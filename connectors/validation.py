@@ -37,7 +37,7 @@ from osmos.outbound.headers import (
     is_valid_header_name,
     is_valid_header_value,
 )
-from osmos.outbound.shaping import template_problems, url_problems
+from osmos.outbound.shaping import template_problems, url_host_problems, url_problems
 from osmos.outbound.urlguard import UnsafeURL, validate_destination_url
 from osmos.tenancy.models import Organization
 
@@ -248,6 +248,10 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         ],
     }
     errors: list[InputError] = []
+    if isinstance(settings.get("url"), str) and url_host_problems(settings["url"]):
+        # Before the host is resolved: a templated host is refused, whatever it resolves to.
+        message = url_host_problems(settings["url"])[0]
+        return [InputError(field="destination.url", message=message)]
     for key, value in settings.items():
         check = checks.get(key)
         if check is None:

@@ -45,6 +45,7 @@ __all__ = [
     "render_url",
     "template_problems",
     "url_fields",
+    "url_host_problems",
     "url_problems",
 ]
 
@@ -58,6 +59,10 @@ _URL_FIELD_TYPES = ("string", "integer")
 
 class ShapingError(ValueError):
     """A template or a record that cannot shape a request; the message is shown to customers."""
+
+
+class _AuthorityError(ShapingError):
+    """A placeholder in the scheme, host or port."""
 
 
 def placeholder_for(mode: str) -> str:
@@ -164,6 +169,18 @@ def _unique(items: list[str]) -> list[str]:
 def url_fields(url_template: str) -> list[str]:
     """The field names of the ``{{field}}`` placeholders of a URL, in order."""
     return [name.strip() for name in _FIELD.findall(url_template)]
+
+
+def url_host_problems(url_template: str) -> list[str]:
+    """Why the scheme, host or port of ``url_template`` hold a placeholder ([] when they do
+    not): checked before the host is resolved, in any write mode."""
+    try:
+        _compile(url_template)
+    except _AuthorityError as exc:
+        return [str(exc)]
+    except ShapingError:
+        return []  # about the path or query: url_problems says it with the schema
+    return []
 
 
 def url_problems(
@@ -274,7 +291,7 @@ def _compile(url_template: str) -> _Compiled:
             if found >= 0:
                 authority_end = min(authority_end, found)
     if scheme_end < 0 or any(ch in url_template[:authority_end] for ch in "{}"):
-        raise ShapingError(
+        raise _AuthorityError(
             "The scheme, host and port of the URL cannot hold placeholders: only its path and "
             "query values can (e.g. https://api.example.com/users/{{id}})."
         )
