@@ -184,6 +184,16 @@ def request_preview(
     )
 
 
+def preview_or_problem(
+    *, connector: Connector, changes: Mapping[str, Any] | None = None
+) -> tuple[SampleRequest | None, str]:
+    """``request_preview``, or None and the reason it cannot be built (the hook's contract)."""
+    try:
+        return request_preview(connector=connector, changes=changes), ""
+    except ShapingError as exc:
+        return None, str(exc)
+
+
 def destination_test(
     *, connector: Connector, records: list[dict[str, Any]] | None = None
 ) -> ProbeResult:

@@ -80,10 +80,12 @@ def template_problems(template: object, *, mode: str) -> list[str]:
     inside a longer string, or of the other mode."""
     if template is None:
         return []
+    if type(template) is not str and isinstance(template, str):
+        return ["The body template is not valid JSON."]  # text a form could not parse
     try:
         encoded = msgspec.json.encode(template)
     except (TypeError, ValueError, OverflowError):
-        return ["The body template must be a JSON value."]
+        return ["The body template is not valid JSON."]
     if len(encoded) > MAX_TEMPLATE_BYTES:
         return [
             f"The body template is {len(encoded):,} bytes as JSON; the limit is "
