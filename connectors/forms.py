@@ -110,7 +110,33 @@ def destination_settings(data: QueryDict, headers: Sequence[HeaderRow]) -> dict[
             data.get("max_concurrency", str(DESTINATION_DEFAULTS["max_concurrency"]))
         ),
         "response_format": data.get("response_format", DESTINATION_DEFAULTS["response_format"]),
+        "body_template": body_template_of(data.get("body_template", "")),
     }
+
+
+class UnparsableJson(str):
+    """Template text that is not JSON: the services refuse it (``osmos.outbound.shaping``:
+    "not valid JSON") and the form shows it back as typed."""
+
+
+def body_template_of(text: str) -> Any:
+    """The body template posted as text: None when empty, else its JSON value (or the text
+    as ``UnparsableJson``, for the services to refuse)."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return UnparsableJson(text)
+
+
+def body_template_text(value: Any) -> str:
+    """A body template as the form's text area shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, UnparsableJson):
+        return str(value)
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _number_or_none(value: str) -> Any:
@@ -167,6 +193,10 @@ class ConnectorDraft:
         return self.values["name"]
 
     @property
+    def body_template_text(self) -> str:
+        return body_template_text(self.values.get("body_template"))
+
+    @property
     def direction(self) -> str:
         return self.values["direction"]
 
@@ -185,6 +215,7 @@ class ConnectorDraft:
             "rate_limit_per_second",
             "max_concurrency",
             "response_format",
+            "body_template",
         )
         settings = {key: self.values[key] for key in keys if key != "headers"}
         settings["headers"] = [{"name": r.name, "value": r.value} for r in self.headers]

@@ -169,6 +169,9 @@ class DestinationSettings(models.Model):
     response_format = models.CharField(
         max_length=10, choices=ResponseFormat.choices, default=ResponseFormat.NONE
     )
+    # SPEC §3.2: the JSON envelope around the records (null: the bare array or object),
+    # checked by osmos.outbound.shaping; placeholders in ``url`` are checked there too.
+    body_template = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         verbose_name_plural = "destination settings"

@@ -107,7 +107,10 @@ class DestinationHealthSerializer(serializers.Serializer):
 
 
 class DestinationSerializer(serializers.Serializer):
-    url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
+    url = serializers.CharField(
+        help_text="Absolute http(s) URL, port allowed; single mode: {{field}} placeholders in "
+        "the path and query values (see body_template)."
+    )
     method = serializers.ChoiceField(
         choices=HttpMethod.values, default=DESTINATION_DEFAULTS["method"]
     )
@@ -148,6 +151,16 @@ class DestinationSerializer(serializers.Serializer):
         default=ResponseFormat.NONE,
         help_text="`none`: any 2xx delivers every record of the request. `per_record`: a "
         'body `{"rejected": [{"index", "reason"}]}` fails those records (docs/delivery.md).',
+    )
+    body_template = serializers.JSONField(
+        allow_null=True,
+        default=None,
+        help_text="null: the bare array (batch) or object (single). Else a JSON value (at most "
+        '16 KB) holding the string "{{records}}" (batch) or "{{record}}" (single) exactly once, '
+        'where the records go, e.g. {"events": "{{records}}", "source": "osmos"}. Never '
+        "string-interpolated. The url may hold {{field}} placeholders in its path and query "
+        "values (single mode; non-nullable string or integer fields), each value "
+        "percent-encoded as one segment or value (docs/delivery.md).",
     )
     health = DestinationHealthSerializer(read_only=True, required=False)
 
@@ -228,6 +241,7 @@ class ConnectorSerializer(serializers.Serializer):
             "rate_limit_per_second": settings_.rate_limit_per_second,
             "max_concurrency": settings_.max_concurrency,
             "response_format": settings_.response_format,
+            "body_template": settings_.body_template,
             "health": DestinationHealthSerializer(health_of(connector)).data,
         }
 

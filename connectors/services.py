@@ -27,6 +27,7 @@ from connectors.schema import FieldSpec
 from connectors.validation import (
     DESTINATION_DEFAULTS,
     destination_input_errors,
+    destination_shape_errors,
     encrypted_headers,
     is_masked,
     name_errors,
@@ -150,6 +151,8 @@ def connector_create(
         errors.append(InputError(field="direction", message=message))
     errors += schema_errors(fields)
     errors += destination_input_errors(direction=direction, destination=destination, required=True)
+    if not errors and direction == Direction.DESTINATION:
+        errors += destination_shape_errors(destination=destination, fields=fields)
     errors += _source_input_errors(direction=direction, source=source)
     raise_if_any(errors)
     if any(is_masked(h["value"]) for h in (destination or {}).get("headers", [])):
@@ -172,6 +175,7 @@ def connector_create(
             rate_limit_per_second=values["rate_limit_per_second"],
             max_concurrency=values["max_concurrency"],
             response_format=values["response_format"],
+            body_template=values["body_template"],
         )
         settings.headers_encrypted = encrypted_headers(values["headers"], stored={})
         signing_secret = credentials.apply_signing(

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from connectors import views
+from connectors import shaping_views, views
 
 app_name = "connectors"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("<str:connector_id>/duplicate/", views.connector_duplicate, name="duplicate"),
     path("<str:connector_id>/delete/", views.connector_delete, name="delete"),
     path("<str:connector_id>/test/", views.destination_test, name="test"),
+    path("<str:connector_id>/preview/", shaping_views.destination_preview, name="preview"),
     path("<str:connector_id>/signing/", views.destination_signing, name="signing"),
     path("<str:connector_id>/verification/", views.source_verification, name="verification"),
     path("<str:connector_id>/health/", views.destination_health, name="health"),

@@ -37,6 +37,7 @@ from osmos.outbound.headers import (
     is_valid_header_name,
     is_valid_header_value,
 )
+from osmos.outbound.shaping import template_problems, url_host_problems, url_problems
 from osmos.outbound.urlguard import UnsafeURL, validate_destination_url
 from osmos.tenancy.models import Organization
 
@@ -62,6 +63,7 @@ DESTINATION_KEYS = (
     "rate_limit_per_second",
     "max_concurrency",
     "response_format",
+    "body_template",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -73,6 +75,7 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "rate_limit_per_second": None,
     "max_concurrency": DEFAULT_MAX_CONCURRENCY,
     "response_format": ResponseFormat.NONE.value,
+    "body_template": None,
 }
 
 
@@ -236,6 +239,8 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         "rate_limit_per_second": lambda v: [_rate_limit_error(v)],
         "max_concurrency": lambda v: [_int_setting_error("max_concurrency", v, 1, MAX_CONCURRENCY)],
         "response_format": lambda v: [_choice_error("response_format", v, ResponseFormat.values)],
+        # Checked with the write mode and the schema: destination_shape_errors.
+        "body_template": lambda v: [],
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)
@@ -243,6 +248,10 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         ],
     }
     errors: list[InputError] = []
+    if isinstance(settings.get("url"), str) and url_host_problems(settings["url"]):
+        # Before the host is resolved: a templated host is refused, whatever it resolves to.
+        message = url_host_problems(settings["url"])[0]
+        return [InputError(field="destination.url", message=message)]
     for key, value in settings.items():
         check = checks.get(key)
         if check is None:
@@ -294,7 +303,47 @@ def validate_connector_changes(
     )
     if not errors and isinstance(destination, Mapping) and "headers" in destination:
         errors += _masked_value_errors(connector=connector, headers=destination["headers"])
+    if not errors and isinstance(destination, Mapping) and not connector.is_source:
+        errors += destination_shape_errors(
+            destination=_with_stored(connector, destination), fields=connector.field_specs()
+        )
     raise_if_any(errors)
+
+
+# --- request shaping (SPEC §3.2: body_template, URL placeholders) -------------------------------
+
+_SHAPE_KEYS = ("url", "write_mode", "body_template")
+
+
+def destination_shape_errors(
+    *, destination: Mapping[str, Any], fields: Sequence[Any]
+) -> list[InputError]:
+    """The body template and the URL placeholders against the write mode and the schema
+    (``fields``: ``(name, type, nullable)`` or ``{"name", "type", "nullable"}``), by the rules
+    of ``osmos.outbound.shaping`` (the ones applied at send time). ``destination``: complete
+    settings (a partial update merged with the stored ones)."""
+    values = {**DESTINATION_DEFAULTS, **destination}
+    mode, url = values["write_mode"], values.get("url")
+    if mode not in WriteMode.values or not isinstance(url, str):
+        return []  # reported by destination_input_errors
+    specs = [
+        (f["name"], f["type"], f["nullable"]) if isinstance(f, Mapping) else tuple(f)
+        for f in fields
+    ]
+    errors = [
+        InputError(field="destination.body_template", message=message)
+        for message in template_problems(values["body_template"], mode=mode)
+    ]
+    errors += [
+        InputError(field="destination.url", message=message)
+        for message in url_problems(url.strip(), mode=mode, fields=specs)
+    ]
+    return errors
+
+
+def _with_stored(connector: Connector, destination: Mapping[str, Any]) -> dict[str, Any]:
+    stored = connector.destination
+    return {**{key: getattr(stored, key) for key in _SHAPE_KEYS}, **destination}
 
 
 # --- headers ------------------------------------------------------------------------------------

@@ -370,6 +370,7 @@ def _draft_of(connector: Connector) -> ConnectorDraft:
             "rate_limit_per_second": settings_.rate_limit_per_second,
             "max_concurrency": settings_.max_concurrency,
             "response_format": settings_.response_format,
+            "body_template": settings_.body_template,
         }
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name

@@ -489,8 +489,18 @@ class DestinationTestSerializer(serializers.Serializer):
         min_length=1,
         max_length=10,
         help_text="Records to send (checked against the destination schema); omitted = "
-        "sample records made up from the schema.",
+        "the first samples of the source of a pipeline into this destination, else records "
+        "made up from the schema.",
     )
+
+
+class SentRequestSerializer(serializers.Serializer):
+    """The test request as sent: header values of the destination masked, 2 KB of body."""
+
+    method = serializers.CharField()
+    url = serializers.CharField(help_text="With any {{field}} placeholders filled.")
+    headers = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    body_excerpt = serializers.CharField(allow_blank=True, help_text="The first 2 KB.")
 
 
 class DestinationTestResultSerializer(serializers.Serializer):
@@ -500,6 +510,9 @@ class DestinationTestResultSerializer(serializers.Serializer):
     elapsed_ms = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True)
     records_sent = serializers.IntegerField()
+    request = SentRequestSerializer(
+        allow_null=True, help_text="Null when the request could not be built (see error)."
+    )
 
 
 class DestinationTestViewSet(TenantScopedViewSet):

@@ -6,6 +6,11 @@ log. Confirming the steps, and the waiting, is the engine's job (``pipelines.del
 
 With ``response_format: per_record`` (SPEC §5.3) a 2xx answer may reject some records of
 the request: those fail with the destination's reason, the others are delivered.
+
+A destination's body template (SPEC §3.2) wraps each request's records: batch mode writes
+its bytes once around the streamed array (``BatchBody``: bisected halves too), single mode
+around each object; a rejected ``index`` still counts records, not the envelope. A
+per-record URL is rendered for each record; a record that cannot fill it fails, unsent.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from django.utils import timezone
 from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
+from osmos.outbound.shaping import ShapingError
 from pipelines.models import RequestLog, Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,
@@ -143,7 +149,7 @@ class BatchSender:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
         it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
-        body = BatchBody()
+        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
         try:
             # In a transaction, the server-side cursor streams rows while we map them; in
             # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
@@ -384,10 +390,15 @@ class SingleSender:
     def _send_one(self, chunk: RunChunk, sequence: int, raw: bytes) -> tuple[object, list[Attempt]]:
         attempts: list[Attempt] = []
         try:
+            url, body = self.target.single_request(raw)
+        except ShapingError as exc:  # e.g. a value too long for a URL: this record fails, unsent
+            return DeliveryError(str(exc), transient=False), attempts
+        try:
             result = send_request(
                 self.session,
                 target=self.target,
-                body=raw,
+                body=body,
+                url=url,
                 idempotency_key=f"{chunk.idempotency_key}:{sequence}",
                 span=(sequence, sequence, 1),
                 attempt=chunk.attempts + 1,

@@ -53,6 +53,7 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
         "rate_limit_per_second": None,
         "max_concurrency": 8,
         "response_format": "none",
+        "body_template": None,
         "headers": [
             {"name": "Authorization", "value": "••••9f3a"},
             {"name": "X-Team", "value": "••••"},  # too short to show any of it
