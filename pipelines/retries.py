@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -53,6 +53,11 @@ class Attempt:
     status: int | None
     duration_ms: int
     error: str
+    # The destination's answer (none after a connection error or timeout): its headers
+    # (lower-case names, not yet scrubbed: the request log scrubs what it keeps) and the
+    # client's scrubbed excerpt of its body (pipelines.request_log).
+    response_headers: Mapping[str, str] | None = None
+    response_excerpt: str = ""
 
 
 class Aborted(Exception):
@@ -136,7 +141,17 @@ def send_request(
                 )
         except DeliveryError as exc:
             gate.observe(exc.status, exc.headers)
-            log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message))
+            log(
+                Attempt(
+                    *span,
+                    attempt,
+                    exc.status,
+                    _ms_since(started),
+                    exc.message,
+                    exc.headers,
+                    exc.response_excerpt,
+                )
+            )
             retry_after = exc.retry_after or 0.0
             # A blip (a reset connection, a quick 503) is worth one more try at once; a
             # request that ran into its deadline is not: trying again would hold the worker
@@ -148,7 +163,17 @@ def send_request(
                 raise Aborted() from None
             continue
         gate.observe(response.status, response.headers)
-        log(Attempt(*span, attempt, response.status, _ms_since(started), ""))
+        log(
+            Attempt(
+                *span,
+                attempt,
+                response.status,
+                _ms_since(started),
+                "",
+                response.headers,
+                response.excerpt,
+            )
+        )
         return response
     raise AssertionError("unreachable")  # pragma: no cover
 
