@@ -428,9 +428,7 @@ def inspector_page(*, run: Run, attempts, after: str | None) -> dict[str, Any]:
         after_id = 0
     if not 0 <= after_id < 2**63:
         after_id = 0
-    page = list(
-        attempts.filter(id__gt=after_id).select_related("chunk")[: INSPECTOR_PAGE_SIZE + 1]
-    )
+    page = list(attempts.filter(id__gt=after_id).select_related("chunk")[: INSPECTOR_PAGE_SIZE + 1])
     more = len(page) > INSPECTOR_PAGE_SIZE
     page = page[:INSPECTOR_PAGE_SIZE]
     return {
