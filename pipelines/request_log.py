@@ -43,6 +43,9 @@ BODY_EXCERPT_BYTES = 2048
 # At most this many response headers are kept, each value cut to this many characters.
 RESPONSE_HEADERS_KEPT = 30
 RESPONSE_HEADER_VALUE_CHARS = 256
+# Headers of a 2xx answer that tell nothing about it (and would cost ~100 bytes a row in
+# single mode): not kept. A non-2xx answer keeps them all.
+_SUCCESS_NOISE = frozenset(("date", "server", "connection", "keep-alive", "content-length"))
 # A record is at least 2 bytes ("{}") plus a comma: 2 KB never needs more rows than this.
 _ROWS_FOR_EXCERPT = BODY_EXCERPT_BYTES // 3 + 2
 
@@ -55,20 +58,24 @@ def kept_response(attempt: Attempt, secrets: Sequence[str]) -> tuple[dict[str, s
     destination's secret header values and of credential-like headers.
 
     Non-2xx answers are kept whole (headers bounded, body ≤ 2 KB). A 2xx answer keeps its
-    headers, and its body only when it is at most settings.REQUEST_LOG_SUCCESS_BODY_CHARS
-    characters (single mode makes one request per record: long success bodies would be most
-    of the log's size). No answer (connection error, timeout): ``(None, "")``.
+    headers but Date, Server, Connection, Keep-Alive and Content-Length, and its body only
+    when it is at most settings.REQUEST_LOG_SUCCESS_BODY_CHARS characters (single mode makes
+    one request per record: long success bodies and per-request noise would be most of the
+    log's size). No answer (connection error, timeout): ``(None, "")``.
     """
     if attempt.status is None or attempt.response_headers is None:
         return None, ""
+    success = 200 <= attempt.status < 300
     headers: dict[str, str] = {}
     for name, value in list(attempt.response_headers.items())[:RESPONSE_HEADERS_KEPT]:
+        if success and name in _SUCCESS_NOISE:
+            continue
         # As a header line, so that credential-like names (Set-Cookie, X-Api-Key…) are
         # redacted whatever their value, and the destination's own secrets anywhere.
         line = scrub(f"{name}: {value[:RESPONSE_HEADER_VALUE_CHARS]}", secrets)
         headers[name] = line.partition(":")[2].strip()
     excerpt = attempt.response_excerpt[:EXCERPT_MAX_CHARS]
-    if 200 <= attempt.status < 300 and len(excerpt) > settings.REQUEST_LOG_SUCCESS_BODY_CHARS:
+    if success and len(excerpt) > settings.REQUEST_LOG_SUCCESS_BODY_CHARS:
         excerpt = ""
     return headers, excerpt
 
