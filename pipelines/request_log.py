@@ -17,6 +17,7 @@ URL and body.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,14 +71,19 @@ def kept_response(attempt: Attempt, secrets: Sequence[str]) -> tuple[dict[str, s
     for name, value in list(attempt.response_headers.items())[:RESPONSE_HEADERS_KEPT]:
         if success and name in _SUCCESS_NOISE:
             continue
-        # As a header line, so that credential-like names (Set-Cookie, X-Api-Key…) are
-        # redacted whatever their value, and the destination's own secrets anywhere.
-        line = scrub(f"{name}: {value[:RESPONSE_HEADER_VALUE_CHARS]}", secrets)
-        headers[name] = line.partition(":")[2].strip()
+        headers[name] = _scrubbed_header(name, value[:RESPONSE_HEADER_VALUE_CHARS], secrets)
     excerpt = attempt.response_excerpt[:EXCERPT_MAX_CHARS]
     if success and len(excerpt) > settings.REQUEST_LOG_SUCCESS_BODY_CHARS:
         excerpt = ""
     return headers, excerpt
+
+
+@functools.lru_cache(maxsize=1024)
+def _scrubbed_header(name: str, value: str, secrets: tuple[str, ...]) -> str:
+    """As a header line, so that credential-like names (Set-Cookie, X-Api-Key…) are redacted
+    whatever their value, and the destination's own secrets anywhere. Cached: in single mode
+    most answers repeat the same headers."""
+    return scrub(f"{name}: {value}", secrets).partition(":")[2].strip()
 
 
 def template_values(target: Target, *, write_mode: str) -> dict[str, Any]:
@@ -169,7 +175,7 @@ class RequestRecorder:
 
     def _rows(self, now) -> Iterator[tuple[object, ...]]:
         organization_id, run_id = self._run.organization_id, self._run.id
-        secrets = self._destination_target()[0].secrets()
+        secrets = tuple(self._destination_target()[0].secrets())
         for chunk_id, a in self._pending:
             headers, excerpt = kept_response(a, secrets)
             yield (
