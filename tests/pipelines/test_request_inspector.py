@@ -129,14 +129,15 @@ def test_secrets_are_masked_and_an_echoed_secret_is_removed(org_a, member_client
         assert secret not in html
 
 
-def _execute_until_finished(run, *, rounds: int = 10) -> None:
-    for _ in range(rounds):
+def _execute_until_finished(run, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         delivery.run_execute(run_id=run.id)
         run.refresh_from_db()
         if run.is_finished:
             return
         time.sleep(0.1)  # the compressed retry schedule's next step
-    raise AssertionError(f"run still {run.state}")
+    raise AssertionError(f"run still {run.state}: {run.queued_reason or run.last_error}")
 
 
 def test_attempts_of_a_retried_batch_are_listed_in_order(org_a, member_client):
