@@ -453,6 +453,15 @@ def _retry_schedule(name: str, default: str) -> tuple[float, ...]:
 DELIVERY_RETRY_SCHEDULE = _retry_schedule(
     "DELIVERY_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800"
 )
+# The request inspector (pipelines/request_log.py): a 2xx answer's body is kept in the request
+# log only up to this many characters (other answers: their first 2 KB).
+REQUEST_LOG_SUCCESS_BODY_CHARS = env_int("REQUEST_LOG_SUCCESS_BODY_CHARS", 256, minimum=0)
+# The organization notification webhook (osmos/notifications/webhook.py): the whole-request
+# timeout, and the seconds between attempts of a notification it did not accept.
+NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env_float("NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+NOTIFICATION_WEBHOOK_RETRY_SCHEDULE = _retry_schedule(
+    "NOTIFICATION_WEBHOOK_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
+)
 # One quick retry inside the worker before the chunk waits on the schedule (0: none).
 DELIVERY_QUICK_RETRY_SECONDS = env_float("DELIVERY_QUICK_RETRY_SECONDS", 1.0)
 DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env_int(

@@ -134,7 +134,13 @@ class FailureSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RecordFailure
-        fields = ["sequence", "record", "reason", "http_status"]
+        fields = ["sequence", "record", "reason", "http_status", "response_excerpt"]
+        extra_kwargs = {
+            "response_excerpt": {
+                "help_text": "The start of the destination's answer (at most 2 KB), secrets "
+                "removed; empty when it did not answer."
+            }
+        }
 
 
 _DETAIL = inline_serializer("PipelineDetail", fields={"detail": serializers.CharField()})
@@ -171,6 +177,7 @@ _FAILURE_EXAMPLE = {
     "record": {"id": 42, "email": "not-an-email", "total": 12.5},
     "reason": "The destination answered 422 Unprocessable Entity.",
     "http_status": 422,
+    "response_excerpt": '{"error": "email is invalid"}',
 }
 
 
@@ -417,7 +424,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
 
     @extend_schema(
         summary="Failed records of a run",
-        description="JSON pages of `{sequence, record, reason, http_status}`; with "
+        description="JSON pages of `{sequence, record, reason, http_status, "
+        "response_excerpt}`; with "
         "`?format=csv` the whole list streams as CSV (columns sequence, http_status, reason, "
         "response_excerpt, record).",
         parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],

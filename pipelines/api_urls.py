@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+from pipelines.inspector_api import RunRequestsViewSet
 from pipelines.trace_api import RecordTraceViewSet
 
 # Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.
@@ -13,6 +14,11 @@ router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
     *router.urls,
+    path(
+        "runs/<uuid:pk>/requests/",
+        RunRequestsViewSet.as_view({"get": "list"}),
+        name="run-requests",
+    ),
     path(
         "connectors/<uuid:pk>/test/",
         DestinationTestViewSet.as_view({"post": "test"}),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -58,6 +58,11 @@ class Attempt:
     duration_ms: int
     error: str
     url: str = ""  # as sent: per-record URLs differ by record (SPEC §3.2)
+    # The destination's answer (none after a connection error or timeout): its headers
+    # (lower-case names, not yet scrubbed: the request log scrubs what it keeps) and the
+    # client's scrubbed excerpt of its body (pipelines.request_log).
+    response_headers: Mapping[str, str] | None = None
+    response_excerpt: str = ""
 
 
 class Aborted(Exception):
@@ -162,7 +167,18 @@ def send_request(
                 )
         except DeliveryError as exc:
             gate.observe(exc.status, exc.headers)
-            log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message, url))
+            log(
+                Attempt(
+                    *span,
+                    attempt,
+                    exc.status,
+                    _ms_since(started),
+                    exc.message,
+                    url=url,
+                    response_headers=exc.headers,
+                    response_excerpt=exc.response_excerpt,
+                )
+            )
             retry_after = exc.retry_after or 0.0
             # A blip (a reset connection, a quick 503) is worth one more try at once; a
             # request that ran into its deadline is not: trying again would hold the worker
@@ -174,7 +190,18 @@ def send_request(
                 raise Aborted() from None
             continue
         gate.observe(response.status, response.headers)
-        log(Attempt(*span, attempt, response.status, _ms_since(started), "", url))
+        log(
+            Attempt(
+                *span,
+                attempt,
+                response.status,
+                _ms_since(started),
+                "",
+                url=url,
+                response_headers=response.headers,
+                response_excerpt=response.excerpt,
+            )
+        )
         return response
     raise AssertionError("unreachable")  # pragma: no cover
 

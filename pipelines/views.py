@@ -33,6 +33,7 @@ from pipelines.forms import (
     PipelineDraft,
     next_run_times,
 )
+from pipelines.inspector import inspector_page
 from pipelines.mapping import map_record
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 
@@ -281,9 +282,21 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
 @organization_required
 @require_GET
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
+    """The run, and one tab: its failed records (default) or its requests (``?tab=requests``,
+    keyset pages ``&after=<id>``: the request inspector)."""
     run = _run_or_404(request, run_id)
-    failures = selectors.run_failures(organization=request.organization, run=run)
     context = _run_context(request, run)
+    context["tab"] = "requests" if request.GET.get("tab") == "requests" else "failures"
+    failures = selectors.run_failures(organization=request.organization, run=run)
+    if context["tab"] == "requests":
+        context.update(
+            inspector_page(
+                run=run,
+                attempts=selectors.run_requests(organization=request.organization, run=run),
+                after=request.GET.get("after"),
+            )
+        )
+        failures = failures.none()
     page = Paginator(failures, PAGE_SIZE).get_page(request.GET.get("page"))
     context["failures"] = page
     context["failure_rows"] = [(failure, json_cell(failure.record)) for failure in page]

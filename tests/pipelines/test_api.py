@@ -273,6 +273,7 @@ def test_failures_are_paginated_json(api_a, pipeline):
         "record": {"id": 2},
         "reason": "The destination answered 422.",
         "http_status": 422,
+        "response_excerpt": '{"error": "bad"}',
     }
 
 
