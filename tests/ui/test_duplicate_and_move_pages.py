@@ -60,7 +60,7 @@ def test_schema_errors_show_in_the_builder_rows_and_nothing_is_created(owner_pag
 
 
 def test_the_move_page_moves_what_fits_and_says_why_the_rest_cannot(owner_page, org_a, world):
-    source, destination, fits = world
+    source, _destination, fits = world
     other_destination = make_destination(org_a, name="Archive")
     breaks = make_pipeline(
         org_a, source, other_destination, name="Archive feed",
@@ -76,7 +76,8 @@ def test_the_move_page_moves_what_fits_and_says_why_the_rest_cannot(owner_page, 
     source_save(connector=copy)
 
     page = body(owner_page.get(f"/connectors/{copy.pk}/"))
-    assert "Copy of" in page and "Move pipelines to this copy" in page
+    assert "Copy of" in page
+    assert "Move pipelines to this copy" in page
     listing = body(owner_page.get(f"/pipelines/move-to/{copy.pk}/"))
     assert "Cannot move here" in listing
     assert "total: &#x27;amount&#x27; is not a field of the source." in listing
@@ -125,7 +126,7 @@ def test_moving_to_a_copy_that_needs_its_samples_is_explained(owner_page, world)
 
 
 def test_roles_and_tenancy_of_the_move_page(owner_page, member_page, outsider_page, world):
-    source, destination, fits = world
+    _source, destination, fits = world
     copy = connector_duplicate(connector=destination, name="CRM v2").connector
     url = f"/pipelines/move-to/{copy.pk}/"
     assert member_page.get(url).status_code == 403
