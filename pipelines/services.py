@@ -218,7 +218,10 @@ def pipeline_update(
     that run reads the current ends. A changed schedule or ``enabled`` computes
     ``next_run_at`` again. Raises ``InvalidInput`` like ``pipeline_create``.
     """
-    pipeline = Pipeline.objects.select_related("source__source", "destination").locked(pipeline)
+    pipeline = Pipeline.objects.select_related("source__source", "destination").locked(
+        pipeline,
+        of=("self",),  # PostgreSQL refuses FOR UPDATE on an outer join's null side
+    )
     organization = pipeline.organization
     source, destination = pipeline.source, pipeline.destination
     if source_id is not _UNSET and str(source_id) != str(pipeline.source_id):
