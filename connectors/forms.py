@@ -18,7 +18,7 @@ from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
-from connectors.models import Direction, FieldType, HttpMethod, WriteMode
+from connectors.models import Connector, Direction, FieldType, HttpMethod, WriteMode
 from connectors.services import DESTINATION_DEFAULTS
 from osmos.errors import InputError
 from osmos.forms import form_field_of
@@ -254,10 +254,16 @@ class ConnectorDraft:
         )
 
 
-class NameForm(forms.Form):
-    """The new name of a duplicated connector."""
-
-    name = forms.CharField(label="Name of the copy", max_length=400)
+def duplicate_draft(connector: Connector) -> ConnectorDraft:
+    """The duplicate wizard's first state: "<name> (copy)" and the original's schema, editable
+    (duplicating is how a schema changes, SPEC §3.4)."""
+    draft = ConnectorDraft.initial(direction=connector.direction)
+    draft.values["name"] = f"{connector.name} (copy)"
+    draft.schema = [
+        SchemaRow(key=f"f{position}", name=name, type=type_, nullable=nullable)
+        for position, (name, type_, nullable) in enumerate(connector.field_specs())
+    ]
+    return draft
 
 
 FIELD_TYPES = FieldType.values

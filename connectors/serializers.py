@@ -199,8 +199,21 @@ class ConnectorSerializer(serializers.Serializer):
     source = SourceSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Only in the responses of writes: what was saved but is worth saying, e.g. "
+        "a destination host that does not resolve today (SPEC §3.2).",
+    )
 
     def to_representation(self, connector: Connector) -> dict[str, Any]:
+        data = self._fields_of(connector)
+        issued = self.context.get("issued")
+        if issued is not None:
+            data["warnings"] = list(issued.warnings)
+        return data
+
+    def _fields_of(self, connector: Connector) -> dict[str, Any]:
         as_time = serializers.DateTimeField().to_representation
         return {
             "id": str(connector.pk),

@@ -38,7 +38,12 @@ from osmos.outbound.headers import (
     is_valid_header_value,
 )
 from osmos.outbound.shaping import template_problems, url_host_problems, url_problems
-from osmos.outbound.urlguard import UnsafeURL, validate_destination_url
+from osmos.outbound.urlguard import (
+    UnresolvableHost,
+    UnsafeURL,
+    parse_destination_url,
+    validate_destination_url,
+)
 from osmos.tenancy.models import Organization
 
 MAX_NAME_LENGTH = Connector._meta.get_field("name").max_length
@@ -160,14 +165,41 @@ def _choice_error(key: str, value: object, choices: Sequence[str]) -> InputError
     return None
 
 
-def _url_errors(url: object) -> list[InputError]:
+def unresolvable_host_warning(url: str) -> str:
+    host = parse_destination_url(url).host
+    return (
+        f"{host} does not resolve today. The destination is saved: DNS may not be live yet. "
+        "Runs that send to it wait and retry while the name does not resolve, and its "
+        "address is checked before every request."
+    )
+
+
+def _url_errors(url: object, warnings: list[str] | None = None) -> list[InputError]:
+    """Problems with a destination URL. A host that does not resolve *today* is no error
+    (SPEC §3.2): a warning goes to ``warnings``, and the send-time check protects the
+    network. A name that resolves to a refused address is an error."""
     if not isinstance(url, str) or not url.strip():
         return [InputError(field="destination.url", message="A destination needs a URL.")]
     try:
         validate_destination_url(url.strip())
+    except UnresolvableHost:
+        if warnings is not None:
+            warnings.append(unresolvable_host_warning(url.strip()))
     except UnsafeURL as exc:
         return [InputError(field="destination.url", message=str(exc))]
     return []
+
+
+def url_warnings(url: str) -> list[str]:
+    """The warnings a stored URL would get if saved now (a copied destination's)."""
+    warnings: list[str] = []
+    try:
+        validate_destination_url(url)
+    except UnresolvableHost:
+        warnings.append(unresolvable_host_warning(url))
+    except UnsafeURL:
+        pass  # refused again before every request; a copy keeps what the original had
+    return warnings
 
 
 def _header_item_errors(index: int, item: object, seen: set[str]) -> list[InputError]:
@@ -224,10 +256,12 @@ def _signing_errors(value: object) -> list[InputError]:
     return []
 
 
-def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
+def _destination_errors(
+    settings: Mapping[str, Any], warnings: list[str] | None = None
+) -> list[InputError]:
     """Problems in (partial) destination settings; checks only the keys present."""
     checks = {
-        "url": _url_errors,
+        "url": lambda v: _url_errors(v, warnings),
         "headers": _headers_errors,
         "method": lambda v: [_choice_error("method", v, HttpMethod.values)],
         "write_mode": lambda v: [_choice_error("write_mode", v, WriteMode.values)],
@@ -263,12 +297,13 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
 
 
 def destination_input_errors(
-    *, direction: str, destination: object, required: bool
+    *, direction: str, destination: object, required: bool, warnings: list[str] | None = None
 ) -> list[InputError]:
     """Problems with the destination settings given for a connector of ``direction``.
 
     ``required``: a new connector (the settings, with a URL, must be there); otherwise a
     partial update in which only the given keys are checked. A source takes no settings.
+    ``warnings`` (optional) receives what is saved but worth saying (an unresolvable host).
     """
     if direction != Direction.DESTINATION:
         if destination is None:
@@ -283,15 +318,20 @@ def destination_input_errors(
         return [InputError(field="destination", message="Destination settings are an object.")]
     if required and "url" not in destination:
         return [InputError(field="destination.url", message="A destination needs a URL.")]
-    return _destination_errors(destination)
+    return _destination_errors(destination, warnings)
 
 
 def validate_connector_changes(
-    *, connector: Connector, name: object = None, destination: object = None
+    *,
+    connector: Connector,
+    name: object = None,
+    destination: object = None,
+    warnings: list[str] | None = None,
 ) -> None:
     """Raise ``InvalidInput`` if ``connector_update`` would refuse these changes.
 
     Writes nothing; for forms that must show errors before saving (the admin, the pages).
+    ``warnings`` (optional) receives the warnings of the changes (an unresolvable host).
     """
     errors = (
         []
@@ -299,7 +339,7 @@ def validate_connector_changes(
         else name_errors(organization=connector.organization, name=name, exclude=connector)
     )
     errors += destination_input_errors(
-        direction=connector.direction, destination=destination, required=False
+        direction=connector.direction, destination=destination, required=False, warnings=warnings
     )
     if not errors and isinstance(destination, Mapping) and "headers" in destination:
         errors += _masked_value_errors(connector=connector, headers=destination["headers"])

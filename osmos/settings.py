@@ -150,6 +150,8 @@ TEMPLATES = [
                 "osmos.tenancy.context_processors.organization",
                 "osmos.notifications.context_processors.unread_notifications",
             ],
+            # ``when``: every time shown with its zone (osmos/templatetags/times.py).
+            "builtins": ["osmos.templatetags.times"],
         },
     },
 ]

@@ -210,6 +210,8 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     member_actions = ("run",)
     lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # Mapping and schedule errors are {index, field, message} items (osmos.api.field_errors).
+    input_lists = ("mapping", "schedule")
 
     model = Pipeline
 
@@ -251,29 +253,40 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(
         summary="Change a pipeline",
-        description="Name, mapping, schedule, sync mode and enabled can change; source and "
-        "destination cannot (create another pipeline).",
+        description="Any field can change. `source`/`destination` point the pipeline at "
+        "another connector of the organization (a duplicate with a new schema): the mapping "
+        "(the one sent, else the stored one) is checked again against the new schemas, and a "
+        "new source resets the cursor to the start of that source (the next incremental run "
+        "sends its records from the first one). 409 while a run of the pipeline is "
+        "unfinished. Mapping and schedule errors are `{index, field, message}` items.",
         request=PipelinePatchSerializer,
-        responses={200: PipelineSerializer, 400: OpenApiResponse(description="Invalid input")},
+        responses={
+            200: PipelineSerializer,
+            400: OpenApiResponse(description="Invalid input"),
+            404: _DETAIL,
+            409: _DETAIL,
+        },
         examples=[
             OpenApiExample("Pause", value={"enabled": False}, request_only=True),
             OpenApiExample("Manual only", value={"schedule": None}, request_only=True),
+            OpenApiExample(
+                "Point at the duplicated source",
+                value={"source": "5d0c9a4e-2b7f-4c1d-9e3a-6f8b0c2d4e6a"},
+                request_only=True,
+            ),
         ],
     )
     def partial_update(self, request, pk=None):
         pipeline = self.get_object()
         data = _valid(PipelinePatchSerializer, request.data)
-        errors = {
-            key: ["The source and destination of a pipeline cannot be changed."]
-            for key in ("source", "destination")
-            if key in data and data[key] != getattr(pipeline, f"{key}_id")
-        }
-        if errors:
-            raise ValidationError(errors)
-        pipeline = services.pipeline_update(
-            pipeline=pipeline,
-            **_provided(data, ("name", "mapping", "schedule", "sync_mode", "enabled")),
-        )
+        changes = _provided(data, ("name", "mapping", "schedule", "sync_mode", "enabled"))
+        for key in ("source", "destination"):
+            if key in data:
+                changes[f"{key}_id"] = data[key]
+        try:
+            pipeline = services.pipeline_update(pipeline=pipeline, **changes)
+        except services.PipelineConflict as exc:
+            return json_error(exc.message, status.HTTP_409_CONFLICT)
         return Response(PipelineSerializer(pipeline).data)
 
     @extend_schema(

@@ -45,6 +45,9 @@ class Pipeline(TenantModel):
     enabled = models.BooleanField(default=True)
     # The last source sequence handed to a run (incremental mode).
     cursor = models.PositiveBigIntegerField(default=0)
+    # When the pipeline was pointed at its current source (SPEC §3.4); null = since creation.
+    # Runs made before read another source: their sequences are not this source's.
+    source_since = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -24,6 +24,7 @@ from connectors import selectors as connector_selectors
 from connectors.forms import json_cell
 from connectors.models import Connector, Direction, SourceState
 from ingest import selectors as ingest_selectors
+from osmos.errors import InvalidInput
 from osmos.tenancy.views import organization_required, require_manager
 from pipelines import cron, selectors, services
 from pipelines.forms import (
@@ -157,8 +158,8 @@ def pipeline_new(request: HttpRequest) -> HttpResponse:
             sync_mode=draft.sync_mode,
             enabled=draft.enabled,
         )
-    except ValidationError as error:
-        draft.attach_errors(error.message_dict)
+    except InvalidInput as error:
+        draft.attach_errors(error.errors)
         context = _builder_context(request, draft)
         return render(request, "pipelines/builder.html", context, status=400)
     messages.success(request, f"Pipeline “{pipeline.name}” created.")
@@ -187,8 +188,8 @@ def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
             sync_mode=draft.sync_mode,
             enabled=draft.enabled,
         )
-    except ValidationError as error:
-        draft.attach_errors(error.message_dict)
+    except InvalidInput as error:
+        draft.attach_errors(error.errors)
         context = _builder_context(request, draft)
         context["pipeline"] = pipeline
         return render(request, "pipelines/builder.html", context, status=400)

@@ -41,8 +41,11 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
     assert response.status_code == 201, response.json()
     data = response.json()
     assert set(data) == {
-        "id", "name", "direction", "schema", "destination", "source", "created_at", "updated_at"
+        "id", "name", "direction", "schema", "destination", "source", "created_at", "updated_at",
+        "warnings",
     }  # fmt: skip
+    assert data["warnings"] == []  # a write's answer; a GET has none
+    assert "warnings" not in api_a.get(f"{LIST}{data['id']}/").json()
     assert data["name"] == "CRM"
     assert data["direction"] == "destination"
     assert data["schema"] == SCHEMA
