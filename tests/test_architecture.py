@@ -1,4 +1,5 @@
-"""The shape of the code: the apps' import graph has no upward edge and no cycle.
+"""The shape of the code: the apps' import graph has no upward edge and no cycle, and no test
+imports a conftest.
 
 Layers, lowest first: ``osmos`` (project package: tenancy, crypto, the API base) ←
 ``connectors`` ← ``ingest`` ← ``pipelines``. A module may import its own layer and the ones
@@ -129,3 +130,42 @@ def test_the_apps_import_graph_has_no_cycle():
     for app in apps:
         apps[app].discard(app)
     assert _cycle(apps) is None, _cycle(apps)
+
+
+def _conftest_imports(source: str) -> list[int]:
+    """The lines of ``source`` that import a conftest (absolute or relative)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        if any(name.rsplit(".", 1)[-1] == "conftest" for name in names):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+def test_the_conftest_finder_sees_every_form_of_import():
+    source = (
+        "from tests.pipelines.conftest import SECRET\n"
+        "from .conftest import helper\n"
+        "from . import conftest\n"
+        "import tests.e2e.conftest\n"
+        "from tests.support.sink import Sink\n"
+        "def f():\n"
+        "    from tests.conftest import owner\n"
+    )
+    assert _conftest_imports(source) == [1, 2, 3, 4, 7]
+
+
+def test_no_test_imports_a_conftest():
+    """Fixtures reach tests through pytest; plain helpers are imported from tests/support."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for line in _conftest_imports(path.read_text())
+    ]
+    assert not found, "import helpers from tests/support, not a conftest:\n" + "\n".join(found)
