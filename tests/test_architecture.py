@@ -1,5 +1,5 @@
-"""The shape of the code: the apps' import graph has no upward edge and no cycle, and no test
-imports a conftest.
+"""The shape of the code: the apps' import graph has no upward edge and no cycle, no product
+module is past the size a reader can hold, and no test imports a conftest.
 
 Layers, lowest first: ``osmos`` (project package: tenancy, crypto, the API base) ←
 ``connectors`` ← ``ingest`` ← ``pipelines``. A module may import its own layer and the ones
@@ -22,6 +22,20 @@ WIRING = ("osmos.urls", "osmos.settings", "osmos.wsgi", "osmos.asgi", "osmos.man
 # Upward edges still to fix, each with its owner; empty now (the home page moved up to
 # pipelines/home.py). The list may only shrink.
 KNOWN_UPWARD: set[tuple[str, str]] = set()
+
+
+# A product module past this many lines is split by responsibility (STYLE: "~400 lines").
+MAX_MODULE_LINES = 450
+# Modules over the limit today, each owned by another engineer this round, with its size. The
+# list may only shrink, and a listed module may only get shorter.
+KNOWN_LARGE: dict[str, int] = {
+    "ingest/services.py": 488,
+    "osmos/outbound/client.py": 560,
+    "pipelines/api.py": 554,
+    "pipelines/delivery.py": 517,
+}
+# The project's wiring: one settings file by design (STYLE, "Settings").
+NOT_SIZED = {"osmos/settings.py"}
 
 
 def _module_name(path: Path) -> str:
@@ -130,6 +144,30 @@ def test_the_apps_import_graph_has_no_cycle():
     for app in apps:
         apps[app].discard(app)
     assert _cycle(apps) is None, _cycle(apps)
+
+
+def _module_sizes() -> dict[str, int]:
+    return {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in _product_modules().values()
+    }
+
+
+def test_no_product_module_is_over_the_size_limit():
+    sizes = _module_sizes()
+    over = {
+        name: lines
+        for name, lines in sizes.items()
+        if lines > MAX_MODULE_LINES and name not in NOT_SIZED
+        if lines > KNOWN_LARGE.get(name, MAX_MODULE_LINES)
+    }
+    assert not over, f"split by responsibility (limit {MAX_MODULE_LINES} lines): {over}"
+
+
+def test_the_known_large_modules_only_shrink():
+    sizes = _module_sizes()
+    fixed = [name for name in KNOWN_LARGE if sizes.get(name, 0) <= MAX_MODULE_LINES]
+    assert not fixed, f"now within the limit, delete from KNOWN_LARGE: {fixed}"
 
 
 def _conftest_imports(source: str) -> list[int]:
