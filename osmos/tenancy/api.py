@@ -109,6 +109,9 @@ class MemberViewSet(
     model = Membership
     serializer_class = MemberSerializer
     lookup_value_converter = "int"
+    # Anyone may delete their own membership (leave, SPEC §2); the service refuses a member
+    # removing someone else (403) and the last owner leaving (409).
+    member_actions = ("destroy",)
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def safely_get_queryset(self, queryset):

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, time
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
+from osmos.tenancy.mail_limits import mail_allowed
 from osmos.tenancy.models import Role, TokenRole
+
+logger = logging.getLogger(__name__)
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -20,6 +25,20 @@ class EmailAuthenticationForm(AuthenticationForm):
 
     def clean_username(self) -> str:
         return self.cleaned_data["username"].strip().lower()
+
+
+class LimitedPasswordResetForm(PasswordResetForm):
+    """Django's reset form, mailing one address at most
+    ``PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR`` times an hour. Every request for the address
+    counts, whether it has an account or not, and over the limit nothing is sent while the
+    page answers as always: the form reveals no account and cannot flood an inbox."""
+
+    def get_users(self, email):
+        per_hour = settings.PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR
+        if not mail_allowed(kind="password-reset", email=email, per_hour=per_hour):
+            logger.warning("Password reset mail not sent: hourly limit of the address reached")
+            return iter(())
+        return super().get_users(email)
 
 
 class NewPasswordMixin:
