@@ -130,6 +130,16 @@ class MembershipAdmin(admin.ModelAdmin):
             return super().delete_view(request, object_id, extra_context)
 
 
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Objects their organization issues: support staff only look at them (and revoke)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
 @admin.action(description="Revoke selected tokens")
 def revoke_tokens(modeladmin, request, queryset):
     for token in queryset.filter(revoked_at__isnull=True):
@@ -138,7 +148,7 @@ def revoke_tokens(modeladmin, request, queryset):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(_ReadOnlyAdmin):
     """Tokens are issued by their organization; support can only look and revoke."""
 
     list_display = [
@@ -153,21 +163,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     ]
     list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "organization__name", "organization__slug"]
-    fields = [
-        "name",
-        "organization",
-        "role",
-        "created_by",
-        "created_at",
-        "expires_at",
-        "last_used_at",
-        "revoked_at",
-    ]
-    readonly_fields = fields
+    fields = list_display
     actions = [revoke_tokens]
-
-    def has_add_permission(self, request) -> bool:
-        return False
 
 
 @admin.action(description="Revoke selected invitations")
@@ -179,7 +176,7 @@ def revoke_invitations(modeladmin, request, queryset):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(_ReadOnlyAdmin):
     """Invitations are sent by their organization; support can only look and revoke."""
 
     list_display = ["email", "organization", "role", "invited_by", "created_at", "expires_at"]
@@ -197,8 +194,4 @@ class InvitationAdmin(admin.ModelAdmin):
         "accepted_by",
         "revoked_at",
     ]
-    readonly_fields = fields
     actions = [revoke_invitations]
-
-    def has_add_permission(self, request) -> bool:
-        return False

@@ -41,25 +41,30 @@ class LimitedPasswordResetForm(PasswordResetForm):
         return super().get_users(email)
 
 
-class NewPasswordMixin:
-    """A ``password`` field checked by the configured validators against ``email``."""
+class NewPasswordForm(forms.Form):
+    """A new password for the person at ``email``, checked by the configured validators
+    (which compare it with the address)."""
 
-    def check_password(self, email: str) -> None:
-        password = self.cleaned_data.get("password")
-        if password:
-            user = get_user_model()(username=email, email=email)
-            try:
-                password_validation.validate_password(password, user)
-            except forms.ValidationError as error:
-                self.add_error("password", error)
-
-
-def _password_field() -> forms.CharField:
-    return forms.CharField(
+    password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
         max_length=4096,
     )
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            user = get_user_model()(username=self.email, email=self.email)
+            try:
+                password_validation.validate_password(password, user)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
 
 
 class SignupForm(forms.Form):
@@ -70,33 +75,14 @@ class SignupForm(forms.Form):
     )
 
 
-class SignupFinishForm(NewPasswordMixin, forms.Form):
+class SignupFinishForm(NewPasswordForm):
     """Step two, from the mailed link: a password and the first organization."""
 
-    password = _password_field()
     organization_name = forms.CharField(max_length=200, label="Organization name")
 
-    def __init__(self, *args, email: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.email = email
 
-    def clean(self):
-        cleaned = super().clean()
-        self.check_password(self.email)
-        return cleaned
-
-
-class InvitationSignupForm(NewPasswordMixin, forms.Form):
-    password = _password_field()
-
-    def __init__(self, *args, email: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def clean(self):
-        cleaned = super().clean()
-        self.check_password(self.email)
-        return cleaned
+class InvitationSignupForm(NewPasswordForm):
+    """Joining by invitation without an account: a password for the invited address."""
 
 
 def _role_choices(roles: list[str]) -> list[tuple[str, str]]:

@@ -34,7 +34,6 @@ from osmos.tenancy.models import (
     Membership,
     Organization,
     Role,
-    lesser_role,
     new_secret_token,
     secret_matches,
     split_lookup,
@@ -44,6 +43,7 @@ from osmos.tenancy.services import (
     TenancyError,
     actor_role,
     grantable_roles,
+    role_capped_by,
     user_create,
 )
 
@@ -189,18 +189,11 @@ def invitation_for_secret(*, secret: str, lock: bool = False) -> Invitation | No
 
 def _role_on_accept(invitation: Invitation) -> str | None:
     """The invitation's role capped by the inviter's current role; None if they left."""
-    if invitation.invited_by_id is None:
-        return invitation.role
-    inviter_role = (
-        Membership.objects.filter(
-            user_id=invitation.invited_by_id, organization_id=invitation.organization_id
-        )
-        .values_list("role", flat=True)
-        .first()
+    return role_capped_by(
+        invitation.role,
+        user_id=invitation.invited_by_id,
+        organization_id=invitation.organization_id,
     )
-    if inviter_role is None:
-        return None
-    return lesser_role(invitation.role, inviter_role)
 
 
 @transaction.atomic

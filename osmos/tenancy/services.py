@@ -197,6 +197,20 @@ def member_remove(*, membership: Membership, actor) -> None:
     membership.delete()
 
 
+def role_capped_by(role: str, *, user_id, organization_id) -> str | None:
+    """``role`` capped at the current role of the person ``user_id`` in the organization (who
+    gave it: a token's creator, an inviter); None when they are no longer a member. Without
+    a person (``user_id`` None: issued on the command line) the role stands."""
+    if user_id is None:
+        return role
+    current = (
+        Membership.objects.filter(user_id=user_id, organization_id=organization_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    return None if current is None else lesser_role(role, current)
+
+
 # --- API tokens ------------------------------------------------------------------------------
 
 
@@ -269,18 +283,9 @@ def api_token_effective_role(*, token: ApiToken) -> str | None:
 
     A token without a creator (issued on the command line) keeps its own role.
     """
-    if token.created_by_id is None:
-        return token.role
-    creator_role = (
-        Membership.objects.filter(
-            user_id=token.created_by_id, organization_id=token.organization_id
-        )
-        .values_list("role", flat=True)
-        .first()
+    return role_capped_by(
+        token.role, user_id=token.created_by_id, organization_id=token.organization_id
     )
-    if creator_role is None:
-        return None
-    return lesser_role(token.role, creator_role)
 
 
 def api_token_authenticate(*, secret: str) -> ApiToken | None:
