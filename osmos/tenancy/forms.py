@@ -1,3 +1,7 @@
+"""Forms of the tenancy pages: sign-in, sign-up and passwords, organizations, members,
+invitations and API tokens. They check the shape of the input; who may do what is decided by
+``services``/``invitations``."""
+
 from __future__ import annotations
 
 import logging
