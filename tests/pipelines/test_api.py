@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from pipelines.models import Pipeline, RecordFailure, Run, RunState
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     MAPPING,
     make_destination,
     make_pipeline,

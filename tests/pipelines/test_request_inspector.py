@@ -16,7 +16,7 @@ from osmos.tenancy.models import Membership
 from pipelines import delivery
 from pipelines.models import RequestLog, RequestTemplate, RunState
 from pipelines.services import run_create
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     SECRET,
     make_destination,
     make_pipeline,

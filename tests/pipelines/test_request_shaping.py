@@ -14,15 +14,15 @@ from connectors.services import connector_create, connector_update
 from ingest.services import source_save
 from pipelines.models import RecordFailure, RunState
 from pipelines.services import run_create
-from tests.pipelines.conftest import (
+from tests.support.actors import join_actors, running_worker
+from tests.support.delivery import (
     SOURCE_SCHEMA,
-    ingest,
     make_destination,
     make_pipeline,
-    make_records,
     make_source,
 )
-from tests.support.actors import join_actors, running_worker
+from tests.support.factories import ingest
+from tests.support.schemas import noted_order_records as make_records
 from tests.support.sink import Answer, Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)

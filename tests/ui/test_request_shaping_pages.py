@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipelines.conftest import make_destination
+from tests.support.delivery import make_destination
 
 pytestmark = pytest.mark.django_db
 
