@@ -35,9 +35,11 @@ MAX_HEAD_BYTES = 64 * 1024
 
 
 class _Rec(msgspec.Struct):
-    """A record as the sink sees it: only its ``id`` (other fields are skipped unparsed)."""
+    """A record as the sink sees it: only its ``id`` (other fields are skipped unparsed); or
+    an envelope (SPEC §3.2 body_template) whose ``events`` holds the records."""
 
     id: int | None = None
+    events: list[_Rec] | None = None
 
 
 _DECODE = msgspec.json.Decoder(list[_Rec] | _Rec).decode
@@ -89,6 +91,8 @@ class SinkState:
             self.bad_requests += 1
             return 400, b'{"detail":"body is not a JSON record or array of records"}'
         records = decoded if isinstance(decoded, list) else [decoded]
+        if len(records) == 1 and records[0].events is not None:
+            records = records[0].events
         ids = [record.id for record in records]
         bad = [i for i in ids if i in self.fail_ids] if self.fail_ids else []
         if bad:

@@ -37,6 +37,7 @@ from connectors.services import (
     validate_connector_changes,
 )
 from connectors.validation import MAX_TIMEOUT_SECONDS
+from osmos.admin_base import ViewOnly
 from osmos.errors import InvalidInput
 from osmos.forms import attach_input_errors
 
@@ -97,7 +98,7 @@ class ConnectorAdminForm(forms.ModelForm):
         return cleaned
 
 
-class SchemaFieldInline(admin.TabularInline):
+class SchemaFieldInline(ViewOnly, admin.TabularInline):
     """The schema, read-only: it can never change once the connector is saved."""
 
     model = SchemaField
@@ -108,17 +109,8 @@ class SchemaFieldInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = "schema (immutable: duplicate the connector to change it)"
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class SourceSettingsInline(admin.StackedInline):
+class SourceSettingsInline(ViewOnly, admin.StackedInline):
     """Where a source stands; the token, its hash and its lookup prefix are never shown."""
 
     model = SourceSettings
@@ -126,15 +118,6 @@ class SourceSettingsInline(admin.StackedInline):
     readonly_fields = fields
     can_delete = False
     verbose_name_plural = "source (the ingest token is stored hashed and never shown)"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Connector)

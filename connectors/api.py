@@ -156,8 +156,13 @@ class ConnectorViewSet(TenantScopedViewSet):
     def duplicate(self, request, pk=None):
         connector = self.get_object()
         body = _json_object(request.data)
-        raise_if_any(_unknown_key_errors(body, ("name",)))
-        result = connector_duplicate(connector=connector, name=body.get("name"))
+        raise_if_any(_unknown_key_errors(body, ("name", "schema")))
+        result = connector_duplicate(
+            connector=connector,
+            name=body.get("name"),
+            # Omitted: the original's schema; an explicit null is refused, like on create.
+            fields=_present_or_invalid(body, "schema"),
+        )
         return self._render_issued(result, code=status.HTTP_201_CREATED)
 
     @api_docs.rotate_token_docs

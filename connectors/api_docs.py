@@ -49,6 +49,12 @@ class ConnectorPatchSerializer(serializers.Serializer):
 
 class DuplicateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=MAX_NAME_LENGTH, help_text="The new connector's name.")
+    schema = SchemaFieldSerializer(
+        many=True,
+        required=False,
+        help_text="The copy's schema (same rules as create); omitted = the original's. "
+        "Duplicating is how a schema changes.",
+    )
 
 
 _DESTINATION_EXAMPLE = {
@@ -274,13 +280,28 @@ destroy_docs = extend_schema(
 duplicate_docs = extend_schema(
     summary="Duplicate a connector",
     parameters=[_ID],
-    description="Copies schema and settings under a new name. A duplicated destination "
-    "keeps its headers; a duplicated source gets a new ingest URL (in this response only), "
-    "state `awaiting_samples` and no records.",
+    description="Copies schema and settings under a new name; `schema`, when given, is the "
+    "copy's new schema (checked as on create): duplicating is how a schema changes. A "
+    "duplicated destination keeps its headers; a duplicated source gets a new ingest URL (in "
+    "this response only), state `awaiting_samples` and no records, so it needs its samples "
+    "and to be saved before pipelines can use it. Then PATCH each pipeline's `source` or "
+    "`destination` to the copy.",
     request=DuplicateSerializer,
     responses={201: ConnectorSerializer, 400: _ERROR_400, 403: _FORBIDDEN, 404: _NOT_FOUND},
     examples=[
         OpenApiExample("New name", value={"name": "Shop orders (copy)"}, request_only=True),
+        OpenApiExample(
+            "New name and a new schema",
+            value={
+                "name": "Shop orders v2",
+                "schema": [
+                    {"name": "id", "type": "integer", "nullable": False},
+                    {"name": "email", "type": "string", "nullable": False},
+                    {"name": "coupon", "type": "string", "nullable": True},
+                ],
+            },
+            request_only=True,
+        ),
         OpenApiExample(
             "Duplicated source",
             value={**_SOURCE_EXAMPLE, "name": "Shop orders (copy)"},

@@ -18,7 +18,7 @@ from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
-from connectors.models import Direction, FieldType, HttpMethod, WriteMode
+from connectors.models import Connector, Direction, FieldType, HttpMethod, WriteMode
 from connectors.services import DESTINATION_DEFAULTS
 from osmos.errors import InputError
 from osmos.forms import form_field_of
@@ -110,7 +110,33 @@ def destination_settings(data: QueryDict, headers: Sequence[HeaderRow]) -> dict[
             data.get("max_concurrency", str(DESTINATION_DEFAULTS["max_concurrency"]))
         ),
         "response_format": data.get("response_format", DESTINATION_DEFAULTS["response_format"]),
+        "body_template": body_template_of(data.get("body_template", "")),
     }
+
+
+class UnparsableJson(str):
+    """Template text that is not JSON: the services refuse it (``osmos.outbound.shaping``:
+    "not valid JSON") and the form shows it back as typed."""
+
+
+def body_template_of(text: str) -> Any:
+    """The body template posted as text: None when empty, else its JSON value (or the text
+    as ``UnparsableJson``, for the services to refuse)."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return UnparsableJson(text)
+
+
+def body_template_text(value: Any) -> str:
+    """A body template as the form's text area shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, UnparsableJson):
+        return str(value)
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _number_or_none(value: str) -> Any:
@@ -167,6 +193,10 @@ class ConnectorDraft:
         return self.values["name"]
 
     @property
+    def body_template_text(self) -> str:
+        return body_template_text(self.values.get("body_template"))
+
+    @property
     def direction(self) -> str:
         return self.values["direction"]
 
@@ -185,6 +215,7 @@ class ConnectorDraft:
             "rate_limit_per_second",
             "max_concurrency",
             "response_format",
+            "body_template",
         )
         settings = {key: self.values[key] for key in keys if key != "headers"}
         settings["headers"] = [{"name": r.name, "value": r.value} for r in self.headers]
@@ -223,10 +254,16 @@ class ConnectorDraft:
         )
 
 
-class NameForm(forms.Form):
-    """The new name of a duplicated connector."""
-
-    name = forms.CharField(label="Name of the copy", max_length=400)
+def duplicate_draft(connector: Connector) -> ConnectorDraft:
+    """The duplicate wizard's first state: "<name> (copy)" and the original's schema, editable
+    (duplicating is how a schema changes, SPEC §3.4)."""
+    draft = ConnectorDraft.initial(direction=connector.direction)
+    draft.values["name"] = f"{connector.name} (copy)"
+    draft.schema = [
+        SchemaRow(key=f"f{position}", name=name, type=type_, nullable=nullable)
+        for position, (name, type_, nullable) in enumerate(connector.field_specs())
+    ]
+    return draft
 
 
 FIELD_TYPES = FieldType.values

@@ -59,3 +59,8 @@ destination_test = Hook(
     "destination_test",
     "(connector) -> result: send sample records to a destination once and report the answer.",
 )
+destination_preview = Hook(
+    "destination_preview",
+    "(connector, changes) -> (request, problem): the first request the destination test would "
+    "send with ``changes`` (unsaved url, method, write_mode, body_template), or None and why not.",
+)

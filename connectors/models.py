@@ -38,6 +38,16 @@ class Connector(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     direction = models.CharField(max_length=12, choices=Direction.choices, editable=False)
+    # The connector this one was duplicated from (SPEC §3.4): its page offers to move the
+    # original's pipelines here. Null for an original, or once the original is deleted.
+    duplicated_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="duplicates",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -169,6 +179,9 @@ class DestinationSettings(models.Model):
     response_format = models.CharField(
         max_length=10, choices=ResponseFormat.choices, default=ResponseFormat.NONE
     )
+    # SPEC §3.2: the JSON envelope around the records (null: the bare array or object),
+    # checked by osmos.outbound.shaping; placeholders in ``url`` are checked there too.
+    body_template = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         verbose_name_plural = "destination settings"

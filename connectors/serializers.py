@@ -107,7 +107,10 @@ class DestinationHealthSerializer(serializers.Serializer):
 
 
 class DestinationSerializer(serializers.Serializer):
-    url = serializers.CharField(help_text="Absolute http(s) URL, port allowed.")
+    url = serializers.CharField(
+        help_text="Absolute http(s) URL, port allowed; single mode: {{field}} placeholders in "
+        "the path and query values (see body_template)."
+    )
     method = serializers.ChoiceField(
         choices=HttpMethod.values, default=DESTINATION_DEFAULTS["method"]
     )
@@ -149,6 +152,16 @@ class DestinationSerializer(serializers.Serializer):
         help_text="`none`: any 2xx delivers every record of the request. `per_record`: a "
         'body `{"rejected": [{"index", "reason"}]}` fails those records (docs/delivery.md).',
     )
+    body_template = serializers.JSONField(
+        allow_null=True,
+        default=None,
+        help_text="null: the bare array (batch) or object (single). Else a JSON value (at most "
+        '16 KB) holding the string "{{records}}" (batch) or "{{record}}" (single) exactly once, '
+        'where the records go, e.g. {"events": "{{records}}", "source": "osmos"}. Never '
+        "string-interpolated. The url may hold {{field}} placeholders in its path and query "
+        "values (single mode; non-nullable string or integer fields), each value "
+        "percent-encoded as one segment or value (docs/delivery.md).",
+    )
     health = DestinationHealthSerializer(read_only=True, required=False)
 
 
@@ -186,8 +199,21 @@ class ConnectorSerializer(serializers.Serializer):
     source = SourceSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Only in the responses of writes: what was saved but is worth saying, e.g. "
+        "a destination host that does not resolve today (SPEC §3.2).",
+    )
 
     def to_representation(self, connector: Connector) -> dict[str, Any]:
+        data = self._fields_of(connector)
+        issued = self.context.get("issued")
+        if issued is not None:
+            data["warnings"] = list(issued.warnings)
+        return data
+
+    def _fields_of(self, connector: Connector) -> dict[str, Any]:
         as_time = serializers.DateTimeField().to_representation
         return {
             "id": str(connector.pk),
@@ -228,6 +254,7 @@ class ConnectorSerializer(serializers.Serializer):
             "rate_limit_per_second": settings_.rate_limit_per_second,
             "max_concurrency": settings_.max_concurrency,
             "response_format": settings_.response_format,
+            "body_template": settings_.body_template,
             "health": DestinationHealthSerializer(health_of(connector)).data,
         }
 

@@ -27,11 +27,13 @@ from connectors.schema import FieldSpec
 from connectors.validation import (
     DESTINATION_DEFAULTS,
     destination_input_errors,
+    destination_shape_errors,
     encrypted_headers,
     is_masked,
     name_errors,
     schema_errors,
     stored_headers,
+    url_warnings,
     validate_connector_changes,
 )
 from osmos.errors import Conflict, InputError, InvalidInput, raise_if_any
@@ -58,12 +60,15 @@ class ConnectorWithToken:
     sender-verification secret, a destination's signing secret.
 
     Show them once, then forget them (the token is stored hashed, the secrets encrypted).
+    ``warnings``: what was saved but is worth saying (a destination host that does not
+    resolve today, SPEC §3.2).
     """
 
     connector: Connector
     ingest_token: str | None = None
     verification_secret: str | None = None
     signing_secret: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 # --- services -----------------------------------------------------------------------------------
@@ -112,11 +117,20 @@ def _insert_schema(connector: Connector, fields: Sequence[Mapping[str, Any] | Fi
     )
 
 
-def _insert_connector(*, organization: Organization, name: str, direction: str) -> Connector:
+def _insert_connector(
+    *,
+    organization: Organization,
+    name: str,
+    direction: str,
+    duplicated_from: Connector | None = None,
+) -> Connector:
     try:
         with transaction.atomic():
             return Connector.objects.create(
-                organization=organization, name=name.strip(), direction=direction
+                organization=organization,
+                name=name.strip(),
+                direction=direction,
+                duplicated_from=duplicated_from,
             )
     except IntegrityError:  # another request took the name between the check and the insert
         message = f"A connector named “{name.strip()}” already exists in this organization."
@@ -149,7 +163,12 @@ def connector_create(
         message = f"Must be one of {', '.join(Direction.values)}."
         errors.append(InputError(field="direction", message=message))
     errors += schema_errors(fields)
-    errors += destination_input_errors(direction=direction, destination=destination, required=True)
+    warnings: list[str] = []
+    errors += destination_input_errors(
+        direction=direction, destination=destination, required=True, warnings=warnings
+    )
+    if not errors and direction == Direction.DESTINATION:
+        errors += destination_shape_errors(destination=destination, fields=fields)
     errors += _source_input_errors(direction=direction, source=source)
     raise_if_any(errors)
     if any(is_masked(h["value"]) for h in (destination or {}).get("headers", [])):
@@ -172,13 +191,14 @@ def connector_create(
             rate_limit_per_second=values["rate_limit_per_second"],
             max_concurrency=values["max_concurrency"],
             response_format=values["response_format"],
+            body_template=values["body_template"],
         )
         settings.headers_encrypted = encrypted_headers(values["headers"], stored={})
         signing_secret = credentials.apply_signing(
             settings, bool(values.get("signing", {}).get("enabled"))
         )
         settings.save()
-    return ConnectorWithToken(connector, signing_secret=signing_secret)
+    return ConnectorWithToken(connector, signing_secret=signing_secret, warnings=tuple(warnings))
 
 
 def connector_update(
@@ -197,9 +217,12 @@ def connector_update(
     ``source`` may hold ``verification``. Returns the connector with the secrets issued (to
     show once). Raises ``InvalidInput`` (nothing written).
     """
-    validate_connector_changes(connector=connector, name=name, destination=destination)
+    warnings: list[str] = []
+    validate_connector_changes(
+        connector=connector, name=name, destination=destination, warnings=warnings
+    )
     raise_if_any(_source_input_errors(direction=connector.direction, source=source))
-    issued: dict[str, str | None] = {}
+    issued: dict[str, Any] = {"warnings": tuple(warnings)}
     with transaction.atomic():
         if destination:
             settings = DestinationSettings.objects.select_for_update().get(connector=connector)
@@ -233,18 +256,40 @@ def connector_update(
     return ConnectorWithToken(connector, **issued)
 
 
-def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToken:
-    """A new connector with ``name`` and a copy of ``connector``'s schema and settings.
+def connector_duplicate(
+    *,
+    connector: Connector,
+    name: str,
+    fields: Sequence[Mapping[str, Any] | FieldSpec] | None = None,
+) -> ConnectorWithToken:
+    """A new connector with ``name``, ``connector``'s settings, and its schema or ``fields``.
 
-    A duplicated destination keeps its headers (still encrypted). A duplicated source gets a
-    new ingest token (returned once), state ``awaiting_samples`` and no records.
-    Raises ``InvalidInput`` when the name is invalid or taken.
+    Duplicating is how a schema changes (SPEC §3.4): ``fields`` (same rules as
+    ``connector_create``) is the copy's schema; None copies the original's. The copy
+    remembers its original (``duplicated_from``), whose pipelines can then be pointed at it
+    (``pipelines.services.pipeline_update``). A duplicated destination keeps its headers
+    (still encrypted) and gets its own signing secret when signing is on. A duplicated source
+    gets a new ingest token (returned once), state ``awaiting_samples``, no records and no
+    sender verification: it needs its 50 samples and to be saved before a pipeline can use it.
+    Raises ``InvalidInput`` (nothing written) when the name or the schema is invalid.
     """
-    raise_if_any(name_errors(organization=connector.organization, name=name, exclude=None))
-    fields = [FieldSpec(*spec) for spec in connector.field_specs()]
+    errors = name_errors(organization=connector.organization, name=name, exclude=None)
+    if fields is not None:
+        errors += schema_errors(fields)
+        if not errors and not connector.is_source:
+            # The URL's placeholders must name fields of the copy's schema (SPEC §3.2).
+            stored = connector.destination
+            shape = {k: getattr(stored, k) for k in ("url", "write_mode", "body_template")}
+            errors += destination_shape_errors(destination=shape, fields=fields)
+    raise_if_any(errors)
+    if fields is None:
+        fields = [FieldSpec(*spec) for spec in connector.field_specs()]
     with transaction.atomic():
         copy = _insert_connector(
-            organization=connector.organization, name=name, direction=connector.direction
+            organization=connector.organization,
+            name=name,
+            direction=connector.direction,
+            duplicated_from=connector,
         )
         _insert_schema(copy, fields)
         if connector.is_source:
@@ -259,7 +304,8 @@ def connector_duplicate(*, connector: Connector, name: str) -> ConnectorWithToke
         settings.signing_enabled = False
         signing_secret = credentials.apply_signing(settings, enabled)
         settings.save()
-    return ConnectorWithToken(copy, signing_secret=signing_secret)
+    warnings = tuple(url_warnings(settings.url))
+    return ConnectorWithToken(copy, signing_secret=signing_secret, warnings=warnings)
 
 
 def pipelines_using(*, connector: Connector) -> list[str]:

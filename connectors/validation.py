@@ -37,7 +37,13 @@ from osmos.outbound.headers import (
     is_valid_header_name,
     is_valid_header_value,
 )
-from osmos.outbound.urlguard import UnsafeURL, validate_destination_url
+from osmos.outbound.shaping import template_problems, url_host_problems, url_problems
+from osmos.outbound.urlguard import (
+    UnresolvableHost,
+    UnsafeURL,
+    parse_destination_url,
+    validate_destination_url,
+)
 from osmos.tenancy.models import Organization
 
 MAX_NAME_LENGTH = Connector._meta.get_field("name").max_length
@@ -62,6 +68,7 @@ DESTINATION_KEYS = (
     "rate_limit_per_second",
     "max_concurrency",
     "response_format",
+    "body_template",
 )
 DESTINATION_DEFAULTS: dict[str, Any] = {
     "method": HttpMethod.POST.value,
@@ -73,6 +80,7 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "rate_limit_per_second": None,
     "max_concurrency": DEFAULT_MAX_CONCURRENCY,
     "response_format": ResponseFormat.NONE.value,
+    "body_template": None,
 }
 
 
@@ -157,14 +165,41 @@ def _choice_error(key: str, value: object, choices: Sequence[str]) -> InputError
     return None
 
 
-def _url_errors(url: object) -> list[InputError]:
+def unresolvable_host_warning(url: str) -> str:
+    host = parse_destination_url(url).host
+    return (
+        f"{host} does not resolve today. The destination is saved: DNS may not be live yet. "
+        "Runs that send to it wait and retry while the name does not resolve, and its "
+        "address is checked before every request."
+    )
+
+
+def _url_errors(url: object, warnings: list[str] | None = None) -> list[InputError]:
+    """Problems with a destination URL. A host that does not resolve *today* is no error
+    (SPEC §3.2): a warning goes to ``warnings``, and the send-time check protects the
+    network. A name that resolves to a refused address is an error."""
     if not isinstance(url, str) or not url.strip():
         return [InputError(field="destination.url", message="A destination needs a URL.")]
     try:
         validate_destination_url(url.strip())
+    except UnresolvableHost:
+        if warnings is not None:
+            warnings.append(unresolvable_host_warning(url.strip()))
     except UnsafeURL as exc:
         return [InputError(field="destination.url", message=str(exc))]
     return []
+
+
+def url_warnings(url: str) -> list[str]:
+    """The warnings a stored URL would get if saved now (a copied destination's)."""
+    warnings: list[str] = []
+    try:
+        validate_destination_url(url)
+    except UnresolvableHost:
+        warnings.append(unresolvable_host_warning(url))
+    except UnsafeURL:
+        pass  # refused again before every request; a copy keeps what the original had
+    return warnings
 
 
 def _header_item_errors(index: int, item: object, seen: set[str]) -> list[InputError]:
@@ -221,10 +256,12 @@ def _signing_errors(value: object) -> list[InputError]:
     return []
 
 
-def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
+def _destination_errors(
+    settings: Mapping[str, Any], warnings: list[str] | None = None
+) -> list[InputError]:
     """Problems in (partial) destination settings; checks only the keys present."""
     checks = {
-        "url": _url_errors,
+        "url": lambda v: _url_errors(v, warnings),
         "headers": _headers_errors,
         "method": lambda v: [_choice_error("method", v, HttpMethod.values)],
         "write_mode": lambda v: [_choice_error("write_mode", v, WriteMode.values)],
@@ -236,6 +273,8 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         "rate_limit_per_second": lambda v: [_rate_limit_error(v)],
         "max_concurrency": lambda v: [_int_setting_error("max_concurrency", v, 1, MAX_CONCURRENCY)],
         "response_format": lambda v: [_choice_error("response_format", v, ResponseFormat.values)],
+        # Checked with the write mode and the schema: destination_shape_errors.
+        "body_template": lambda v: [],
         "split_failed_batches": lambda v: [
             None
             if isinstance(v, bool)
@@ -243,6 +282,10 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
         ],
     }
     errors: list[InputError] = []
+    if isinstance(settings.get("url"), str) and url_host_problems(settings["url"]):
+        # Before the host is resolved: a templated host is refused, whatever it resolves to.
+        message = url_host_problems(settings["url"])[0]
+        return [InputError(field="destination.url", message=message)]
     for key, value in settings.items():
         check = checks.get(key)
         if check is None:
@@ -254,12 +297,13 @@ def _destination_errors(settings: Mapping[str, Any]) -> list[InputError]:
 
 
 def destination_input_errors(
-    *, direction: str, destination: object, required: bool
+    *, direction: str, destination: object, required: bool, warnings: list[str] | None = None
 ) -> list[InputError]:
     """Problems with the destination settings given for a connector of ``direction``.
 
     ``required``: a new connector (the settings, with a URL, must be there); otherwise a
     partial update in which only the given keys are checked. A source takes no settings.
+    ``warnings`` (optional) receives what is saved but worth saying (an unresolvable host).
     """
     if direction != Direction.DESTINATION:
         if destination is None:
@@ -274,15 +318,20 @@ def destination_input_errors(
         return [InputError(field="destination", message="Destination settings are an object.")]
     if required and "url" not in destination:
         return [InputError(field="destination.url", message="A destination needs a URL.")]
-    return _destination_errors(destination)
+    return _destination_errors(destination, warnings)
 
 
 def validate_connector_changes(
-    *, connector: Connector, name: object = None, destination: object = None
+    *,
+    connector: Connector,
+    name: object = None,
+    destination: object = None,
+    warnings: list[str] | None = None,
 ) -> None:
     """Raise ``InvalidInput`` if ``connector_update`` would refuse these changes.
 
     Writes nothing; for forms that must show errors before saving (the admin, the pages).
+    ``warnings`` (optional) receives the warnings of the changes (an unresolvable host).
     """
     errors = (
         []
@@ -290,11 +339,51 @@ def validate_connector_changes(
         else name_errors(organization=connector.organization, name=name, exclude=connector)
     )
     errors += destination_input_errors(
-        direction=connector.direction, destination=destination, required=False
+        direction=connector.direction, destination=destination, required=False, warnings=warnings
     )
     if not errors and isinstance(destination, Mapping) and "headers" in destination:
         errors += _masked_value_errors(connector=connector, headers=destination["headers"])
+    if not errors and isinstance(destination, Mapping) and not connector.is_source:
+        errors += destination_shape_errors(
+            destination=_with_stored(connector, destination), fields=connector.field_specs()
+        )
     raise_if_any(errors)
+
+
+# --- request shaping (SPEC §3.2: body_template, URL placeholders) -------------------------------
+
+_SHAPE_KEYS = ("url", "write_mode", "body_template")
+
+
+def destination_shape_errors(
+    *, destination: Mapping[str, Any], fields: Sequence[Any]
+) -> list[InputError]:
+    """The body template and the URL placeholders against the write mode and the schema
+    (``fields``: ``(name, type, nullable)`` or ``{"name", "type", "nullable"}``), by the rules
+    of ``osmos.outbound.shaping`` (the ones applied at send time). ``destination``: complete
+    settings (a partial update merged with the stored ones)."""
+    values = {**DESTINATION_DEFAULTS, **destination}
+    mode, url = values["write_mode"], values.get("url")
+    if mode not in WriteMode.values or not isinstance(url, str):
+        return []  # reported by destination_input_errors
+    specs = [
+        (f["name"], f["type"], f["nullable"]) if isinstance(f, Mapping) else tuple(f)
+        for f in fields
+    ]
+    errors = [
+        InputError(field="destination.body_template", message=message)
+        for message in template_problems(values["body_template"], mode=mode)
+    ]
+    errors += [
+        InputError(field="destination.url", message=message)
+        for message in url_problems(url.strip(), mode=mode, fields=specs)
+    ]
+    return errors
+
+
+def _with_stored(connector: Connector, destination: Mapping[str, Any]) -> dict[str, Any]:
+    stored = connector.destination
+    return {**{key: getattr(stored, key) for key in _SHAPE_KEYS}, **destination}
 
 
 # --- headers ------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from connectors.forms import (
     ConnectorDraft,
     ConnectorFilterForm,
     HeaderRow,
-    NameForm,
     SchemaRow,
     curl_example_body,
 )
@@ -40,7 +39,6 @@ from connectors.models import (
     VerificationScheme,
 )
 from osmos.errors import DomainError, InvalidInput
-from osmos.forms import attach_input_errors
 from osmos.tenancy.scope import tenant_object_or_404
 from osmos.tenancy.views import organization_required, require_manager
 
@@ -64,6 +62,24 @@ def _remember_token(request: HttpRequest, result: services.ConnectorWithToken) -
     secret = result.signing_secret or result.verification_secret
     if secret:
         request.session[_SECRET_SESSION_KEY.format(result.connector.pk)] = secret
+
+
+def show_warnings(request: HttpRequest, result: services.ConnectorWithToken) -> None:
+    """What was saved but is worth saying (an unresolvable host), on the next page."""
+    for warning in result.warnings:
+        messages.warning(request, warning)
+
+
+def _original_of(request: HttpRequest, connector: Connector) -> dict:
+    """The connector this one was duplicated from, and the pipelines that still use it:
+    the copy's page offers to move them here (SPEC §3.4)."""
+    original = connector.duplicated_from
+    if original is None or original.organization_id != request.organization.pk:
+        return {}
+    return {
+        "original": original,
+        "original_pipelines": services.pipelines_using(connector=original),
+    }
 
 
 def _issued_secret(request: HttpRequest, connector: Connector) -> str | None:
@@ -137,6 +153,7 @@ def connector_new(request: HttpRequest) -> HttpResponse:
         else:
             _remember_token(request, result)
             messages.success(request, f"Connector “{result.connector.name}” created.")
+            show_warnings(request, result)
             return redirect("connectors:detail", connector_id=result.connector.pk)
     return render(request, "connectors/new.html", _wizard_context(draft), status=400)
 
@@ -176,6 +193,7 @@ def connector_detail(request: HttpRequest, connector_id) -> HttpResponse:
             verification_schemes=VerificationScheme.choices,
             default_verification_header=DEFAULT_VERIFICATION_HEADER,
             issued_secret=_issued_secret(request, connector),
+            **_original_of(request, connector),
         )
         return render(request, "connectors/source.html", context)
     return _destination_page(request, connector, pipelines=pipelines)
@@ -196,6 +214,7 @@ def _destination_page(
             "issued_secret": _issued_secret(request, connector),
             "signing_previous_until": _previous_until(connector.destination),
             "health": health_of(connector),
+            **_original_of(request, connector),
         },
     )
 
@@ -370,6 +389,7 @@ def _draft_of(connector: Connector) -> ConnectorDraft:
             "rate_limit_per_second": settings_.rate_limit_per_second,
             "max_concurrency": settings_.max_concurrency,
             "response_format": settings_.response_format,
+            "body_template": settings_.body_template,
         }
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name
@@ -389,7 +409,7 @@ def connector_edit(request: HttpRequest, connector_id) -> HttpResponse:
         draft = ConnectorDraft.from_post(request.POST)
         if not _added_a_row(request, draft):
             try:
-                services.connector_update(
+                result = services.connector_update(
                     connector=connector,
                     name=draft.name,
                     destination=None if connector.is_source else draft.destination(),
@@ -399,33 +419,11 @@ def connector_edit(request: HttpRequest, connector_id) -> HttpResponse:
                 status = 400
             else:
                 messages.success(request, "Settings saved.")
+                show_warnings(request, result)
                 return redirect("connectors:detail", connector_id=connector.pk)
     context = _wizard_context(draft)
     context["connector"] = connector
     return render(request, "connectors/edit.html", context, status=status)
-
-
-@organization_required
-@require_http_methods(["GET", "POST"])
-def connector_duplicate(request: HttpRequest, connector_id) -> HttpResponse:
-    require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    form = NameForm(request.POST or None, initial={"name": f"{connector.name} (copy)"})
-    if request.method == "POST" and form.is_valid():
-        try:
-            result = services.connector_duplicate(
-                connector=connector, name=form.cleaned_data["name"]
-            )
-        except InvalidInput as error:
-            attach_input_errors(form, error.errors)
-        else:
-            _remember_token(request, result)
-            messages.success(request, f"“{result.connector.name}” created as a copy.")
-            return redirect("connectors:detail", connector_id=result.connector.pk)
-    status = 400 if form.errors else 200
-    return render(
-        request, "connectors/duplicate.html", {"connector": connector, "form": form}, status=status
-    )
 
 
 @organization_required

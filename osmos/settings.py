@@ -150,6 +150,8 @@ TEMPLATES = [
                 "osmos.tenancy.context_processors.organization",
                 "osmos.notifications.context_processors.unread_notifications",
             ],
+            # ``when``: every time shown with its zone (osmos/templatetags/times.py).
+            "builtins": ["osmos.templatetags.times"],
         },
     },
 ]
@@ -371,6 +373,9 @@ ORGANIZATION_MAX_PENDING_INVITATIONS = env_int(
 )
 SIGNUP_LINK_VALID_SECONDS = env_int("SIGNUP_LINK_VALID_SECONDS", 24 * 3600, minimum=300)
 SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_MAILS_PER_ADDRESS_PER_HOUR", 3, minimum=1)
+PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR = env_int(
+    "PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR", 3, minimum=1
+)
 AUTHENTICATION_BACKENDS = ["osmos.tenancy.signin.ThrottledModelBackend"]
 LOGIN_FAILURES_PER_USER = env_int("LOGIN_FAILURES_PER_USER", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
@@ -459,6 +464,15 @@ def _retry_schedule(name: str, default: str) -> tuple[float, ...]:
 # its records fail when the schedule is exhausted.
 DELIVERY_RETRY_SCHEDULE = _retry_schedule(
     "DELIVERY_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800"
+)
+# The request inspector (pipelines/request_log.py): a 2xx answer's body is kept in the request
+# log only up to this many characters (other answers: their first 2 KB).
+REQUEST_LOG_SUCCESS_BODY_CHARS = env_int("REQUEST_LOG_SUCCESS_BODY_CHARS", 256, minimum=0)
+# The organization notification webhook (osmos/notifications/webhook.py): the whole-request
+# timeout, and the seconds between attempts of a notification it did not accept.
+NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env_float("NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+NOTIFICATION_WEBHOOK_RETRY_SCHEDULE = _retry_schedule(
+    "NOTIFICATION_WEBHOOK_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
 )
 # One quick retry inside the worker before the chunk waits on the schedule (0: none).
 DELIVERY_QUICK_RETRY_SECONDS = env_float("DELIVERY_QUICK_RETRY_SECONDS", 1.0)

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from osmos.admin_base import ViewOnly
 from pipelines.models import (
     ACTIVE_RUN_STATES,
     Pipeline,
@@ -17,17 +18,8 @@ from pipelines.models import (
 from pipelines.services import PipelineConflict, run_cancel, run_create
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ViewOnly, admin.ModelAdmin):
     """Rows written only by the delivery engine: support can look, not change."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.action(description="Run selected pipelines now")

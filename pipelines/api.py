@@ -134,7 +134,13 @@ class FailureSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RecordFailure
-        fields = ["sequence", "record", "reason", "http_status"]
+        fields = ["sequence", "record", "reason", "http_status", "response_excerpt"]
+        extra_kwargs = {
+            "response_excerpt": {
+                "help_text": "The start of the destination's answer (at most 2 KB), secrets "
+                "removed; empty when it did not answer."
+            }
+        }
 
 
 _DETAIL = inline_serializer("PipelineDetail", fields={"detail": serializers.CharField()})
@@ -171,6 +177,7 @@ _FAILURE_EXAMPLE = {
     "record": {"id": 42, "email": "not-an-email", "total": 12.5},
     "reason": "The destination answered 422 Unprocessable Entity.",
     "http_status": 422,
+    "response_excerpt": '{"error": "email is invalid"}',
 }
 
 
@@ -203,6 +210,8 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     member_actions = ("run",)
     lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # Mapping and schedule errors are {index, field, message} items (osmos.api.field_errors).
+    input_lists = ("mapping", "schedule")
 
     model = Pipeline
 
@@ -244,29 +253,40 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(
         summary="Change a pipeline",
-        description="Name, mapping, schedule, sync mode and enabled can change; source and "
-        "destination cannot (create another pipeline).",
+        description="Any field can change. `source`/`destination` point the pipeline at "
+        "another connector of the organization (a duplicate with a new schema): the mapping "
+        "(the one sent, else the stored one) is checked again against the new schemas, and a "
+        "new source resets the cursor to the start of that source (the next incremental run "
+        "sends its records from the first one). 409 while a run of the pipeline is "
+        "unfinished. Mapping and schedule errors are `{index, field, message}` items.",
         request=PipelinePatchSerializer,
-        responses={200: PipelineSerializer, 400: OpenApiResponse(description="Invalid input")},
+        responses={
+            200: PipelineSerializer,
+            400: OpenApiResponse(description="Invalid input"),
+            404: _DETAIL,
+            409: _DETAIL,
+        },
         examples=[
             OpenApiExample("Pause", value={"enabled": False}, request_only=True),
             OpenApiExample("Manual only", value={"schedule": None}, request_only=True),
+            OpenApiExample(
+                "Point at the duplicated source",
+                value={"source": "5d0c9a4e-2b7f-4c1d-9e3a-6f8b0c2d4e6a"},
+                request_only=True,
+            ),
         ],
     )
     def partial_update(self, request, pk=None):
         pipeline = self.get_object()
         data = _valid(PipelinePatchSerializer, request.data)
-        errors = {
-            key: ["The source and destination of a pipeline cannot be changed."]
-            for key in ("source", "destination")
-            if key in data and data[key] != getattr(pipeline, f"{key}_id")
-        }
-        if errors:
-            raise ValidationError(errors)
-        pipeline = services.pipeline_update(
-            pipeline=pipeline,
-            **_provided(data, ("name", "mapping", "schedule", "sync_mode", "enabled")),
-        )
+        changes = _provided(data, ("name", "mapping", "schedule", "sync_mode", "enabled"))
+        for key in ("source", "destination"):
+            if key in data:
+                changes[f"{key}_id"] = data[key]
+        try:
+            pipeline = services.pipeline_update(pipeline=pipeline, **changes)
+        except services.PipelineConflict as exc:
+            return json_error(exc.message, status.HTTP_409_CONFLICT)
         return Response(PipelineSerializer(pipeline).data)
 
     @extend_schema(
@@ -417,7 +437,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
 
     @extend_schema(
         summary="Failed records of a run",
-        description="JSON pages of `{sequence, record, reason, http_status}`; with "
+        description="JSON pages of `{sequence, record, reason, http_status, "
+        "response_excerpt}`; with "
         "`?format=csv` the whole list streams as CSV (columns sequence, http_status, reason, "
         "response_excerpt, record).",
         parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
@@ -489,8 +510,18 @@ class DestinationTestSerializer(serializers.Serializer):
         min_length=1,
         max_length=10,
         help_text="Records to send (checked against the destination schema); omitted = "
-        "sample records made up from the schema.",
+        "the first samples of the source of a pipeline into this destination, else records "
+        "made up from the schema.",
     )
+
+
+class SentRequestSerializer(serializers.Serializer):
+    """The test request as sent: header values of the destination masked, 2 KB of body."""
+
+    method = serializers.CharField()
+    url = serializers.CharField(help_text="With any {{field}} placeholders filled.")
+    headers = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    body_excerpt = serializers.CharField(allow_blank=True, help_text="The first 2 KB.")
 
 
 class DestinationTestResultSerializer(serializers.Serializer):
@@ -500,6 +531,9 @@ class DestinationTestResultSerializer(serializers.Serializer):
     elapsed_ms = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True)
     records_sent = serializers.IntegerField()
+    request = SentRequestSerializer(
+        allow_null=True, help_text="Null when the request could not be built (see error)."
+    )
 
 
 class DestinationTestViewSet(TenantScopedViewSet):

@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
 from pipelines.failures_api import RunFailuresCsvViewSet
+from pipelines.inspector_api import RunRequestsViewSet
 from pipelines.trace_api import RecordTraceViewSet
 
 # Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.
@@ -18,6 +19,11 @@ urlpatterns = [
         "runs/<uuid:pk>/failures/csv/",
         RunFailuresCsvViewSet.as_view({"get": "failures_csv"}),
         name="run-failures-csv",
+    ),
+    path(
+        "runs/<uuid:pk>/requests/",
+        RunRequestsViewSet.as_view({"get": "list"}),
+        name="run-requests",
     ),
     path(
         "connectors/<uuid:pk>/test/",

@@ -25,6 +25,7 @@ class PipelinesConfig(AppConfig):
             runs_wake_for_destination, dispatch_uid="pipelines.runs_wake_for_destination"
         )
         hooks.destination_test.provide(probe.destination_test)
+        hooks.destination_preview.provide(probe.preview_or_problem)
         register_state(run_state_metrics)
         # A link to a pipeline or run of another of the person's organizations offers a switch.
         for name in ("detail", "edit", "delete"):

@@ -16,6 +16,7 @@ from django.http import QueryDict
 
 from connectors.models import Connector
 from connectors.schema import FieldSpec
+from osmos.errors import InputError
 from pipelines import cron
 from pipelines.mapping import default_mapping, is_compatible
 from pipelines.models import Pipeline, SyncMode
@@ -171,22 +172,22 @@ class PipelineDraft:
             return None
         return {"cron": self.cron, "timezone": self.timezone}
 
-    def attach_errors(self, message_dict: Mapping[str, Sequence[str]]) -> None:
-        """Place the services' ``ValidationError.message_dict`` next to fields and rows.
+    def attach_errors(self, errors: Sequence[InputError]) -> None:
+        """Place the services' ``InputError`` items next to fields and rows.
 
-        Mapping messages read ``"<destination field>: <message>"``; schedule messages
-        ``"cron: ..."`` or ``"timezone: ..."``.
+        ``mapping.<destination field>`` goes to its row; ``schedule.cron`` and
+        ``schedule.timezone`` to those inputs; any other field to its own key.
         """
         by_name = {row.destination.name: row for row in self.rows}
-        for key, messages in message_dict.items():
-            for message in messages:
-                target, _sep, rest = message.partition(": ")
-                if key == "mapping" and target in by_name:
-                    by_name[target].errors.append(rest)
-                elif key == "schedule" and target in {"cron", "timezone"}:
-                    self.errors.setdefault(target, []).append(rest)
-                else:
-                    self.errors.setdefault(key, []).append(message)
+        for error in errors:
+            path = error.field or "general"
+            head, _dot, rest = path.partition(".")
+            if head == "mapping" and rest in by_name:
+                by_name[rest].errors.append(error.message)
+            elif head == "schedule" and rest in {"cron", "timezone"}:
+                self.errors.setdefault(rest, []).append(error.message)
+            else:
+                self.errors.setdefault(head, []).append(error.message)
 
     @property
     def has_errors(self) -> bool:

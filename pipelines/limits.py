@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from croniter import croniter
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
+from osmos.errors import InputError, InvalidInput
 from osmos.tenancy.models import Organization
 
 
@@ -26,7 +26,7 @@ def fires_every_minute(cron: str) -> bool:
 
 
 def check_minutely_cap(*, pipeline) -> None:
-    """Raise ``ValidationError`` (on ``schedule``) when saving ``pipeline`` (enabled, every
+    """Raise ``InvalidInput`` (on ``schedule``) when saving ``pipeline`` (enabled, every
     minute) would give its organization more than ``ORG_MAX_MINUTELY_PIPELINES`` of them."""
     cap = settings.ORG_MAX_MINUTELY_PIPELINES
     if not cap or not pipeline.enabled or not pipeline.schedule_cron:
@@ -43,12 +43,9 @@ def check_minutely_cap(*, pipeline) -> None:
     )
     taken = sum(1 for cron in others if fires_every_minute(cron))
     if taken >= cap:
-        raise ValidationError(
-            {
-                "schedule": [
-                    f"This organization already has {taken} enabled pipelines scheduled every "
-                    f"minute, the most allowed ({cap}). Choose a slower schedule (e.g. "
-                    "'*/5 * * * *') or disable one of them."
-                ]
-            }
+        message = (
+            f"This organization already has {taken} enabled pipelines scheduled every "
+            f"minute, the most allowed ({cap}). Choose a slower schedule (e.g. "
+            "'*/5 * * * *') or disable one of them."
         )
+        raise InvalidInput([InputError(field="schedule", message=message)])

@@ -5,7 +5,8 @@ A ``Run`` covers a fixed set of source records: ``sequence_from < sequence <= se
 it starts; a chunk is the unit that is confirmed (``done``) in one transaction together with
 its ``RecordFailure`` rows and the run's counters, so that at the end of a run
 ``records_delivered + records_failed == records_total`` and a resumed run never re-sends a
-chunk that was confirmed. ``RequestLog`` keeps one row per HTTP request (never header values).
+chunk that was confirmed. ``RequestLog`` keeps one row per HTTP request (never request
+header values), and ``RequestTemplate`` how a run's requests were made.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Pipeline(TenantModel):
     enabled = models.BooleanField(default=True)
     # The last source sequence handed to a run (incremental mode).
     cursor = models.PositiveBigIntegerField(default=0)
+    # When the pipeline was pointed at its current source (SPEC §3.4); null = since creation.
+    # Runs made before read another source: their sequences are not this source's.
+    source_since = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -221,10 +225,42 @@ class RecordFailure(TenantModel):
         return f"record {self.sequence} of run {self.run_id}: {self.reason[:60]}"
 
 
-class RequestLog(TenantModel):
-    """One HTTP request made by a run. Header values are never stored."""
+class RequestTemplate(TenantModel):
+    """How a run's requests were made (the request inspector, ``pipelines.request_log``):
+    written once per run, again only when the destination changed between two slices of the
+    run (then the template with the latest ``valid_from`` before an attempt applies to it).
+    Per attempt, the request log keeps only what cannot be rebuilt from this and the stored
+    records. Secret header values are never stored: ``headers`` holds them masked."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="requests")
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="request_templates", db_index=False
+    )
+    valid_from = models.DateTimeField()
+    method = models.CharField(max_length=8)
+    url = models.TextField()
+    # "batch" (a JSON array per request) or "single" (one JSON object per request).
+    write_mode = models.CharField(max_length=8)
+    # [[name, masked value], ...]: the destination's own headers as sent.
+    headers = models.JSONField(default=list)
+    signed = models.BooleanField(default=False)
+    # The body template's text before and after the records (SPEC §3.2; empty: none).
+    body_prefix = models.TextField(blank=True, default="")
+    body_suffix = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["run", "valid_from"]
+        indexes = [models.Index(fields=["run", "valid_from"], name="request_template_run")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} ({self.write_mode}) for {self.run_id}"
+
+
+class RequestLog(TenantModel):
+    """One HTTP request made by a run. Request header values are never stored; the answer's
+    headers and excerpt are scrubbed of secrets and bounded (``pipelines.request_log``)."""
+
+    # Indexed by (run, id) below: the inspector pages a run's requests in order.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="requests", db_index=False)
     chunk = models.ForeignKey(
         RunChunk, null=True, blank=True, on_delete=models.CASCADE, related_name="requests"
     )
@@ -235,10 +271,15 @@ class RequestLog(TenantModel):
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField()
     error = models.TextField(blank=True, default="")
+    # The destination's answer, scrubbed: {lower-case name: value} (null: no answer, or a
+    # 2xx answer too long to keep) and the start of its body (at most EXCERPT_MAX_CHARS).
+    response_headers = models.JSONField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["run", "created_at", "id"]
+        indexes = [models.Index(fields=["run", "id"], name="request_log_run_id")]
 
     def __str__(self) -> str:
         return f"request ({self.sequence_from}, {self.sequence_to}] attempt {self.attempt}"

@@ -253,14 +253,18 @@ class Step:
 class BatchBody:
     """A JSON array of records written to a spooled temporary file, addressable by record.
 
-    Records ``i..j-1`` are sent as ``[`` + the bytes from the start of record i to the end of
-    record j-1 (commas included) + ``]``, so every half of a bisection reads the same file.
+    Records ``i..j-1`` are sent as ``prefix`` + ``[`` + the bytes from the start of record i
+    to the end of record j-1 (commas included) + ``]`` + ``suffix``, so every half of a
+    bisection reads the same file, inside the same envelope (``prefix``/``suffix``: the
+    destination's body template around the array, ``osmos.outbound.shaping.envelope``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefix: bytes = b"", suffix: bytes = b"") -> None:
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
             max_size=settings.DELIVERY_SPOOL_MEMORY_BYTES
         )
+        self._head = prefix + b"["
+        self._tail = b"]" + suffix
         # Records are gathered here and written to the file in blocks: one file write per
         # record cost more than mapping the record.
         self._buffer = bytearray(b"[")
@@ -293,7 +297,9 @@ class BatchBody:
 
     def part(self, start: int, stop: int) -> BodySlice:
         self._flush()
-        return BodySlice(self._file, self._starts[start], self._ends[stop - 1])
+        return BodySlice(
+            self._file, self._starts[start], self._ends[stop - 1], head=self._head, tail=self._tail
+        )
 
     def record(self, index: int) -> bytes:
         self._flush()
@@ -305,13 +311,19 @@ class BatchBody:
 
 
 class BodySlice(io.RawIOBase):
-    """A read-only file: ``[`` + bytes [start, end) of ``source`` + ``]``."""
+    """A read-only file: ``head`` + bytes [start, end) of ``source`` + ``tail`` (by default
+    ``[`` and ``]``: a JSON array)."""
 
-    def __init__(self, source: IO[bytes], start: int, end: int) -> None:
+    def __init__(
+        self, source: IO[bytes], start: int, end: int, *, head: bytes = b"[", tail: bytes = b"]"
+    ) -> None:
         super().__init__()
         self._source = source
         self._start = start
-        self._length = end - start + 2
+        self._head = head
+        self._tail = tail
+        self._inner_end = len(head) + end - start  # where the tail starts
+        self._length = self._inner_end + len(tail)
         self._position = 0
 
     def readable(self) -> bool:
@@ -335,18 +347,22 @@ class BodySlice(io.RawIOBase):
         if size == 0:
             return b""
         out = bytearray()
-        if self._position == 0:
-            out += b"["
-            self._position = 1
-            size -= 1
-        inner = min(size, self._length - 1 - self._position)
+        head = len(self._head)
+        if self._position < head:
+            piece = self._head[self._position : self._position + size]
+            out += piece
+            self._position += len(piece)
+            size -= len(piece)
+        inner = min(size, self._inner_end - self._position)
         if inner > 0:
-            self._source.seek(self._start + self._position - 1)
+            self._source.seek(self._start + self._position - head)
             data = self._source.read(inner)
             out += data
             self._position += len(data)
             size -= len(data)
-        if size > 0 and self._position == self._length - 1:
-            out += b"]"
-            self._position += 1
+        if size > 0 and self._position >= self._inner_end:
+            offset = self._position - self._inner_end
+            piece = self._tail[offset : offset + size]
+            out += piece
+            self._position += len(piece)
         return bytes(out)

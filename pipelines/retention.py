@@ -7,7 +7,8 @@ Purged:
   records (nothing has passed them; a pipeline made later starts from the beginning), and
   every source keeps its first settings.INGEST_SAMPLES_REQUIRED records (the samples the
   mapping pages show) and any record a retained failure may be retried from;
-- **request logs and failures** of runs that finished before the cut-off;
+- **request logs (and their runs' request templates) and failures** of runs that finished
+  before the cut-off;
 - **notifications** and **rejected ingest requests** created before the cut-off.
 
 Why batches: one ``DELETE`` of a million rows holds its row locks and its transaction for
@@ -35,7 +36,15 @@ from connectors.models import Connector
 from ingest.models import IngestRejection, Record
 from osmos import idempotency
 from osmos.notifications.models import Notification
-from pipelines.models import FINISHED_RUN_STATES, Pipeline, RecordFailure, RequestLog, Run, SyncMode
+from pipelines.models import (
+    FINISHED_RUN_STATES,
+    Pipeline,
+    RecordFailure,
+    RequestLog,
+    RequestTemplate,
+    Run,
+    SyncMode,
+)
 
 
 @dataclass
@@ -62,6 +71,7 @@ def retention_purge(
         ("notifications", _purge_notifications(cutoff)),
         ("rejections", _batches(IngestRejection.objects.filter(created_at__lt=cutoff), "pk")),
         ("request_logs", _purge_by_old_runs(RequestLog, cutoff)),
+        ("request_templates", _purge_by_old_runs(RequestTemplate, cutoff)),
         ("failures", _purge_by_old_runs(RecordFailure, cutoff)),
         # The API's Idempotency-Keys past their 24 hours (osmos/idempotency.py).
         ("api_idempotency_keys", _batches(idempotency.expired_keys(now), "pk")),

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+import msgspec
 from django.conf import settings
 from django.utils import timezone
 
-from connectors.models import DestinationSettings, ResponseFormat
+from connectors.models import DestinationSettings, ResponseFormat, WriteMode
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
+from osmos.outbound.shaping import envelope, render_url, url_fields
+
+_decode = msgspec.json.Decoder().decode
 
 GONE = 410
 # The longest a request waits inside the worker for the destination's gate (its rate limit,
@@ -53,6 +57,12 @@ class Attempt:
     status: int | None
     duration_ms: int
     error: str
+    url: str = ""  # as sent: per-record URLs differ by record (SPEC §3.2)
+    # The destination's answer (none after a connection error or timeout): its headers
+    # (lower-case names, not yet scrubbed: the request log scrubs what it keeps) and the
+    # client's scrubbed excerpt of its body (pipelines.request_log).
+    response_headers: Mapping[str, str] | None = None
+    response_excerpt: str = ""
 
 
 class Aborted(Exception):
@@ -70,12 +80,20 @@ class Target:
     per_record: bool = False
     # The live ``whsec_`` secrets when the destination signs its requests (SPEC §5.4).
     signing: list[str] = field(default_factory=list)
+    # The body template's bytes around the records (SPEC §3.2; osmos.outbound.shaping).
+    prefix: bytes = b""
+    suffix: bytes = b""
+    # Single mode: ``url`` holds {{field}} placeholders, filled from each record.
+    per_record_url: bool = False
 
     def secrets(self) -> list[str]:
         return [value for _, value in self.headers]
 
     @classmethod
     def of(cls, destination: DestinationSettings) -> Target:
+        """Raises ShapingError for a body template the write mode refuses (the services never
+        save one; the rules are checked again here, where they are applied)."""
+        prefix, suffix = envelope(destination.body_template, destination.write_mode)
         return cls(
             method=destination.method,
             url=destination.url,
@@ -83,7 +101,17 @@ class Target:
             timeout=float(destination.timeout_seconds),
             per_record=destination.response_format == ResponseFormat.PER_RECORD,
             signing=destination.signing_secrets(now=timezone.now()),
+            prefix=prefix,
+            suffix=suffix,
+            per_record_url=destination.write_mode == WriteMode.SINGLE
+            and bool(url_fields(destination.url)),
         )
+
+    def single_request(self, raw: bytes) -> tuple[str, bytes]:
+        """The URL and body of one record's request (single mode). Raises ShapingError when
+        the record cannot fill the URL (the record fails with that reason, unsent)."""
+        url = render_url(self.url, _decode(raw)) if self.per_record_url else self.url
+        return url, (self.prefix + raw + self.suffix if self.prefix else raw)
 
 
 def must_wait(error: DeliveryError) -> bool:
@@ -104,6 +132,7 @@ def send_request(
     abort: threading.Event,
     log: Callable[[Attempt], None],
     gate: DestinationGate,
+    url: str | None = None,
 ) -> Response | DeliveryError:
     """Send one request through the destination's ``gate``, with one quick retry of a
     transient failure; the 2xx answer, or the last error (``Throttled`` when the gate did
@@ -113,8 +142,10 @@ def send_request(
     attempt number, for the request log. No quick retry when the destination asked for a
     longer pause (Retry-After), or when the request took half its timeout or more: the chunk
     waits on the schedule instead. Raises Aborted when
-    ``abort`` is set before the request or during the quick wait.
+    ``abort`` is set before the request or during the quick wait. ``url``: this request's
+    own URL (a per-record URL), else the target's.
     """
+    url = url or target.url
     quick = settings.DELIVERY_QUICK_RETRY_SECONDS
     for round_ in (0, 1):
         if abort.is_set():
@@ -127,7 +158,7 @@ def send_request(
             with permit:
                 response = session.send(
                     target.method,
-                    target.url,
+                    url,
                     headers=target.headers,
                     body=body,
                     idempotency_key=idempotency_key,
@@ -136,7 +167,18 @@ def send_request(
                 )
         except DeliveryError as exc:
             gate.observe(exc.status, exc.headers)
-            log(Attempt(*span, attempt, exc.status, _ms_since(started), exc.message))
+            log(
+                Attempt(
+                    *span,
+                    attempt,
+                    exc.status,
+                    _ms_since(started),
+                    exc.message,
+                    url=url,
+                    response_headers=exc.headers,
+                    response_excerpt=exc.response_excerpt,
+                )
+            )
             retry_after = exc.retry_after or 0.0
             # A blip (a reset connection, a quick 503) is worth one more try at once; a
             # request that ran into its deadline is not: trying again would hold the worker
@@ -148,7 +190,18 @@ def send_request(
                 raise Aborted() from None
             continue
         gate.observe(response.status, response.headers)
-        log(Attempt(*span, attempt, response.status, _ms_since(started), ""))
+        log(
+            Attempt(
+                *span,
+                attempt,
+                response.status,
+                _ms_since(started),
+                "",
+                url=url,
+                response_headers=response.headers,
+                response_excerpt=response.excerpt,
+            )
+        )
         return response
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -6,6 +6,11 @@ log. Confirming the steps, and the waiting, is the engine's job (``pipelines.del
 
 With ``response_format: per_record`` (SPEC §5.3) a 2xx answer may reject some records of
 the request: those fail with the destination's reason, the others are delivered.
+
+A destination's body template (SPEC §3.2) wraps each request's records: batch mode writes
+its bytes once around the streamed array (``BatchBody``: bisected halves too), single mode
+around each object; a rejected ``index`` still counts records, not the envelope. A
+per-record URL is rendered for each record; a record that cannot fill it fails, unsent.
 """
 
 from __future__ import annotations
@@ -18,13 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
-from django.utils import timezone
 
-from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
-from pipelines.models import RequestLog, Run, RunChunk
+from osmos.outbound.shaping import ShapingError
+from pipelines.models import Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,
     BatchBody,
@@ -35,79 +38,11 @@ from pipelines.records import (
     Step,
     chunk_texts,
 )
+from pipelines.request_log import RequestRecorder
 from pipelines.results import rejected_records
 from pipelines.retries import Aborted, Attempt, Target, must_wait, send_request, too_large_hint
 
 CANCELLED_REASON = "The run was cancelled before this record was sent."
-
-
-class RequestRecorder:
-    """Writes request-log rows and counts ``requests_made`` (from the run's own thread)."""
-
-    _COLUMNS = (
-        "organization_id",
-        "run_id",
-        "chunk_id",
-        "sequence_from",
-        "sequence_to",
-        "record_count",
-        "attempt",
-        "status",
-        "duration_ms",
-        "error",
-        "created_at",
-    )
-
-    def __init__(self, *, run: Run) -> None:
-        self._run = run
-        self._pending: list[tuple[int, Attempt]] = []
-
-    def add(self, chunk: RunChunk, attempt: Attempt) -> None:
-        self._pending.append((chunk.pk, attempt))
-        metrics.DELIVERY_REQUESTS.labels(status_class=metrics.status_class(attempt.status)).inc()
-        metrics.DELIVERY_REQUEST_SECONDS.observe(attempt.duration_ms / 1000)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                self._copy()
-            else:
-                RequestLog.objects.bulk_create(self._objects())
-            Run.objects.filter(pk=self._run.id).update(
-                requests_made=F("requests_made") + len(self._pending)
-            )
-        self._pending = []
-
-    def _rows(self) -> Iterator[tuple[object, ...]]:
-        organization_id, run_id, now = self._run.organization_id, self._run.id, timezone.now()
-        for chunk_id, a in self._pending:
-            yield (
-                organization_id,
-                run_id,
-                chunk_id,
-                a.sequence_from,
-                a.sequence_to,
-                a.record_count,
-                a.attempt,
-                a.status,
-                a.duration_ms,
-                a.error,
-                now,
-            )
-
-    def _objects(self) -> list[RequestLog]:
-        return [RequestLog(**dict(zip(self._COLUMNS, row, strict=True))) for row in self._rows()]
-
-    def _copy(self) -> None:
-        # Single mode logs one row per record: COPY costs a fraction of bulk_create's CPU,
-        # which competes with the sending threads for the GIL.
-        columns = ", ".join(self._COLUMNS)
-        sql = f"COPY {RequestLog._meta.db_table} ({columns}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in self._rows():
-                copy.write_row(row)
 
 
 class _Wait(Exception):
@@ -143,7 +78,7 @@ class BatchSender:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
         it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
-        body = BatchBody()
+        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
         try:
             # In a transaction, the server-side cursor streams rows while we map them; in
             # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
@@ -384,10 +319,15 @@ class SingleSender:
     def _send_one(self, chunk: RunChunk, sequence: int, raw: bytes) -> tuple[object, list[Attempt]]:
         attempts: list[Attempt] = []
         try:
+            url, body = self.target.single_request(raw)
+        except ShapingError as exc:  # e.g. a value too long for a URL: this record fails, unsent
+            return DeliveryError(str(exc), transient=False), attempts
+        try:
             result = send_request(
                 self.session,
                 target=self.target,
-                body=raw,
+                body=body,
+                url=url,
                 idempotency_key=f"{chunk.idempotency_key}:{sequence}",
                 span=(sequence, sequence, 1),
                 attempt=chunk.attempts + 1,

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectors.models import Connector, Direction, SourceState
 from connectors.schema import FieldSpec
+from osmos.errors import Conflict, InputError, InvalidInput, raise_if_any
 from osmos.tenancy.models import Organization
 from pipelines import cron, limits
 from pipelines.mapping import default_mapping, mapping_errors
@@ -40,12 +40,16 @@ logger = logging.getLogger(__name__)
 _UNSET: Any = object()
 
 
-class PipelineConflict(Exception):
+class PipelineConflict(Conflict):
     """A change refused because of the current state (the API answers 409)."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+def _refuse(field: str, message: str) -> InvalidInput:
+    return InvalidInput([InputError(field=field, message=message)])
 
 
 # --- pipelines ----------------------------------------------------------------------------------
@@ -61,21 +65,19 @@ def _connector(*, organization: Organization, connector_id: Any, field: str) -> 
             .get(pk=connector_id)
         )
     except (ValueError, Connector.DoesNotExist):
-        raise ValidationError({field: ["No such connector."]}) from None
+        raise _refuse(field, "No such connector.") from None
 
 
 def _check_ends(*, source: Connector, destination: Connector) -> None:
-    errors: dict[str, list[str]] = {}
+    errors: list[InputError] = []
     if source.direction != Direction.SOURCE:
-        errors["source"] = ["This connector is not a source."]
+        errors.append(InputError("source", "This connector is not a source."))
     elif source.source.state != SourceState.ACTIVE:
-        errors["source"] = [
-            "This source is not active yet: it needs its samples and to be saved first."
-        ]
+        message = "This source is not active yet: it needs its samples and to be saved first."
+        errors.append(InputError("source", message))
     if destination.direction != Direction.DESTINATION:
-        errors["destination"] = ["This connector is not a destination."]
-    if errors:
-        raise ValidationError(errors)
+        errors.append(InputError("destination", "This connector is not a destination."))
+    raise_if_any(errors)
 
 
 def _specs(connector: Connector) -> list[FieldSpec]:
@@ -91,11 +93,13 @@ def _validated_mapping(*, mapping: Any, source: Connector, destination: Connecto
     errors = mapping_errors(
         mapping=mapping, source_fields=source_fields, destination_fields=destination_fields
     )
-    if errors:
-        raise ValidationError(
-            {"mapping": [f"{e.field}: {e.message}" if e.field else e.message for e in errors]}
-        )
+    # ``mapping.<destination field>``: the API lists them as {field, message} items.
+    raise_if_any([InputError(_under("mapping", e.field), e.message, e.index) for e in errors])
     return dict(mapping)
+
+
+def _under(path: str, key: str | None) -> str:
+    return path if key is None else f"{path}.{key}"
 
 
 def _schedule_fields(schedule: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -103,14 +107,19 @@ def _schedule_fields(schedule: Mapping[str, Any] | None) -> tuple[str, str]:
     if schedule is None:
         return "", ""
     if not isinstance(schedule, Mapping):
-        raise ValidationError({"schedule": ["Give null or an object with cron and timezone."]})
+        raise _refuse("schedule", "Give null or an object with cron and timezone.")
     cron_expr = schedule.get("cron")
     zone = schedule.get("timezone") or "UTC"
     try:
         cron.check_schedule(cron=cron_expr, timezone=zone)
     except cron.InvalidSchedule as exc:
-        raise ValidationError({"schedule": [f"{exc.field}: {exc.message}"]}) from None
+        raise _refuse(f"schedule.{exc.field}", exc.message) from None
     return cron.normalize_cron(cron_expr), zone
+
+
+def _check_sync_mode(sync_mode: Any) -> None:
+    if sync_mode not in SyncMode.values:
+        raise _refuse("sync_mode", f"Choose one of {', '.join(SyncMode.values)}.")
 
 
 def _next_run_at(pipeline: Pipeline, *, now: datetime | None = None) -> datetime | None:
@@ -128,14 +137,14 @@ def _save_named(pipeline: Pipeline) -> None:
         with transaction.atomic():
             pipeline.save()
     except IntegrityError:
-        raise ValidationError({"name": ["A pipeline with this name already exists."]}) from None
+        raise _refuse("name", "A pipeline with this name already exists.") from None
 
 
 def _clean_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValidationError({"name": ["A pipeline needs a name."]})
+        raise _refuse("name", "A pipeline needs a name.")
     if len(name.strip()) > 200:
-        raise ValidationError({"name": ["At most 200 characters."]})
+        raise _refuse("name", "At most 200 characters.")
     return name.strip()
 
 
@@ -153,9 +162,12 @@ def pipeline_create(
 ) -> Pipeline:
     """Create a pipeline from an active source to a destination of ``organization``.
 
-    ``mapping`` None means "same names". Raises ValidationError keyed by field: unknown
-    connector (also one of another organization: "No such connector."), wrong direction,
+    ``mapping`` None means "same names". Refuses: unknown connector (also one of another
+    organization: "No such connector."), wrong direction,
     inactive source, mapping errors (see ``pipelines.mapping``), bad schedule, duplicate name.
+    Raises ``InvalidInput`` (``InputError`` items: ``name``, ``source``, ``destination``,
+    ``mapping.<destination field>``, ``schedule``/``schedule.cron``/``schedule.timezone``,
+    ``sync_mode``); nothing is written.
     """
     name = _clean_name(name)
     source = _connector(organization=organization, connector_id=source_id, field="source")
@@ -163,8 +175,7 @@ def pipeline_create(
         organization=organization, connector_id=destination_id, field="destination"
     )
     _check_ends(source=source, destination=destination)
-    if sync_mode not in SyncMode.values:
-        raise ValidationError({"sync_mode": [f"Choose one of {', '.join(SyncMode.values)}."]})
+    _check_sync_mode(sync_mode)
     schedule_cron, schedule_timezone = _schedule_fields(schedule)
     pipeline = Pipeline(
         organization=organization,
@@ -188,6 +199,8 @@ def pipeline_update(
     *,
     pipeline: Pipeline,
     name: str = _UNSET,
+    source_id: Any = _UNSET,
+    destination_id: Any = _UNSET,
     mapping: Mapping[str, str] | None = _UNSET,
     schedule: Mapping[str, Any] | None = _UNSET,
     sync_mode: str = _UNSET,
@@ -195,20 +208,57 @@ def pipeline_update(
 ) -> Pipeline:
     """Change the given fields (the others stay); same validation as ``pipeline_create``.
 
-    The source and destination of a pipeline cannot change (its cursor and its runs refer to
-    that source): create another pipeline instead. A changed schedule or ``enabled`` computes
-    ``next_run_at`` again; the cursor is kept.
+    **Repointing** (SPEC §3.4): ``source_id``/``destination_id`` point the pipeline at another
+    connector of its organization (a duplicate with a new schema, typically). The mapping,
+    the one given or else the stored one, is checked again against the new ends; a new
+    source also resets the cursor to 0, so the next incremental run sends the new source's
+    records from its first one, and runs made before it no longer count for that source
+    (``source_since``: their failed records cannot be retried, they are not in the new
+    source). Refused with ``PipelineConflict`` while a run of the pipeline is unfinished:
+    that run reads the current ends. A changed schedule or ``enabled`` computes
+    ``next_run_at`` again. Raises ``InvalidInput`` like ``pipeline_create``.
     """
-    pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    pipeline = Pipeline.objects.select_related("source__source", "destination").locked(
+        pipeline,
+        of=("self",),  # PostgreSQL refuses FOR UPDATE on an outer join's null side
+    )
+    organization = pipeline.organization
+    source, destination = pipeline.source, pipeline.destination
+    if source_id is not _UNSET and str(source_id) != str(pipeline.source_id):
+        source = _connector(organization=organization, connector_id=source_id, field="source")
+    if destination_id is not _UNSET and str(destination_id) != str(pipeline.destination_id):
+        destination = _connector(
+            organization=organization, connector_id=destination_id, field="destination"
+        )
+    repointed = source.pk != pipeline.source_id or destination.pk != pipeline.destination_id
+    if repointed:
+        _check_ends(source=source, destination=destination)
+        if _unfinished_runs(pipeline).exists():
+            raise PipelineConflict(
+                "This pipeline has a run in progress; wait until it ends (or cancel it), "
+                "then point the pipeline at the other connector."
+            )
     if name is not _UNSET:
         pipeline.name = _clean_name(name)
-    if mapping is not _UNSET:
-        pipeline.mapping = _validated_mapping(
-            mapping=mapping, source=pipeline.source, destination=pipeline.destination
-        )
+    if mapping is not _UNSET or repointed:
+        given = mapping if mapping is not _UNSET else pipeline.mapping
+        try:
+            pipeline.mapping = _validated_mapping(
+                mapping=given, source=source, destination=destination
+            )
+        except InvalidInput as exc:
+            if mapping is not _UNSET:
+                raise
+            detail = (
+                "The pipeline's mapping does not fit the new connector's schema; "
+                "send a mapping that does with the change."
+            )
+            raise InvalidInput(exc.errors, detail=detail) from None
+    if source.pk != pipeline.source_id:
+        pipeline.source, pipeline.cursor, pipeline.source_since = source, 0, timezone.now()
+    pipeline.destination = destination
     if sync_mode is not _UNSET:
-        if sync_mode not in SyncMode.values:
-            raise ValidationError({"sync_mode": [f"Choose one of {', '.join(SyncMode.values)}."]})
+        _check_sync_mode(sync_mode)
         pipeline.sync_mode = sync_mode
     reschedule = False
     if schedule is not _UNSET:
@@ -227,7 +277,7 @@ def pipeline_update(
 @transaction.atomic
 def pipeline_delete(*, pipeline: Pipeline) -> None:
     """Delete a pipeline and its finished runs. Raises PipelineConflict while a run is active."""
-    pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    pipeline = Pipeline.objects.locked(pipeline)
     active = _unfinished_runs(pipeline).exists()
     if active:
         raise PipelineConflict(
@@ -254,13 +304,9 @@ def run_create(*, pipeline: Pipeline, trigger: str) -> Run:
     the range is already committed.
     """
     with transaction.atomic():
-        locked = (
-            # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
-            # to the source's settings (a reverse one-to-one).
-            Pipeline.objects.select_for_update(of=("self",))
-            .select_related("source__source")
-            .get(pk=pipeline.pk)
-        )
+        # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
+        # to the source's settings (a reverse one-to-one).
+        locked = Pipeline.objects.select_related("source__source").locked(pipeline, of=("self",))
         last_sequence = locked.source.source.last_sequence
         start = locked.cursor if locked.sync_mode == SyncMode.INCREMENTAL else 0
         start = min(start, last_sequence)
@@ -286,11 +332,16 @@ def run_retry_failed(*, run: Run) -> Run:
     ``run`` has not finished, has no failed record, or a retry of it is still in progress.
     """
     with transaction.atomic():
-        parent = (
-            Run.objects.select_for_update(of=("self",)).select_related("pipeline").get(pk=run.pk)
-        )
+        parent = Run.objects.select_related("pipeline").locked(run, of=("self",))
         if parent.state not in FINISHED_RUN_STATES or parent.finished_at is None:
             raise PipelineConflict("This run has not finished yet.")
+        since = parent.pipeline.source_since
+        if since is not None and parent.created_at < since:
+            # Its sequences number the records of the pipeline's previous source.
+            raise PipelineConflict(
+                "This run read the pipeline's previous source; its failed records are not "
+                "in the current source and cannot be sent again from this pipeline."
+            )
         failures = RecordFailure.objects.filter(run=parent)
         if not failures.exists():
             raise PipelineConflict("This run has no failed records.")
@@ -322,7 +373,7 @@ def run_cancel(*, run: Run) -> Run:
     when the run has already finished.
     """
     with transaction.atomic():
-        locked = Run.objects.select_for_update().get(pk=run.pk)
+        locked = Run.objects.locked(run)
         if locked.state not in ACTIVE_RUN_STATES:
             raise PipelineConflict("This run has already finished.")
         locked.state = RunState.CANCELLED

@@ -66,16 +66,15 @@ def record_trace(*, record: Record) -> list[PipelineTrace]:
 
 def _covering_runs(pipeline: Pipeline, sequence: int):
     parent_failed = RecordFailure.objects.filter(run_id=OuterRef("parent_id"), sequence=sequence)
-    return (
-        Run.objects.filter(
-            organization_id=pipeline.organization_id,
-            pipeline=pipeline,
-            sequence_from__lt=sequence,
-            sequence_to__gte=sequence,
-        )
-        .filter(Q(parent__isnull=True) | Exists(parent_failed))
-        .order_by("-created_at")
+    runs = Run.objects.filter(
+        organization_id=pipeline.organization_id,
+        pipeline=pipeline,
+        sequence_from__lt=sequence,
+        sequence_to__gte=sequence,
     )
+    if pipeline.source_since is not None:  # runs before a repoint read the previous source
+        runs = runs.filter(created_at__gte=pipeline.source_since)
+    return runs.filter(Q(parent__isnull=True) | Exists(parent_failed)).order_by("-created_at")
 
 
 def _trace(pipeline: Pipeline, record: Record) -> PipelineTrace:

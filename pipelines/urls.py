@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from pipelines import views
+from pipelines import move, views
 
 app_name = "pipelines"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.pipeline_list, name="list"),
     path("new/", views.pipeline_new, name="new"),
     path("builder-preview/", views.builder_preview, name="builder_preview"),
+    path("move-to/<str:connector_id>/", move.move_pipelines, name="move"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/status/", views.run_status, name="run_status"),
     path("runs/<str:run_id>/retry/", views.run_retry, name="run_retry"),

@@ -24,6 +24,7 @@ from connectors import selectors as connector_selectors
 from connectors.forms import json_cell
 from connectors.models import Connector, Direction, SourceState
 from ingest import selectors as ingest_selectors
+from osmos.errors import InvalidInput
 from osmos.tenancy.views import organization_required, require_manager
 from pipelines import cron, selectors, services
 from pipelines.forms import (
@@ -33,6 +34,7 @@ from pipelines.forms import (
     PipelineDraft,
     next_run_times,
 )
+from pipelines.inspector import inspector_page
 from pipelines.mapping import map_record
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 
@@ -156,8 +158,8 @@ def pipeline_new(request: HttpRequest) -> HttpResponse:
             sync_mode=draft.sync_mode,
             enabled=draft.enabled,
         )
-    except ValidationError as error:
-        draft.attach_errors(error.message_dict)
+    except InvalidInput as error:
+        draft.attach_errors(error.errors)
         context = _builder_context(request, draft)
         return render(request, "pipelines/builder.html", context, status=400)
     messages.success(request, f"Pipeline “{pipeline.name}” created.")
@@ -186,8 +188,8 @@ def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
             sync_mode=draft.sync_mode,
             enabled=draft.enabled,
         )
-    except ValidationError as error:
-        draft.attach_errors(error.message_dict)
+    except InvalidInput as error:
+        draft.attach_errors(error.errors)
         context = _builder_context(request, draft)
         context["pipeline"] = pipeline
         return render(request, "pipelines/builder.html", context, status=400)
@@ -281,9 +283,21 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
 @organization_required
 @require_GET
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
+    """The run, and one tab: its failed records (default) or its requests (``?tab=requests``,
+    keyset pages ``&after=<id>``: the request inspector)."""
     run = _run_or_404(request, run_id)
-    failures = selectors.run_failures(organization=request.organization, run=run)
     context = _run_context(request, run)
+    context["tab"] = "requests" if request.GET.get("tab") == "requests" else "failures"
+    failures = selectors.run_failures(organization=request.organization, run=run)
+    if context["tab"] == "requests":
+        context.update(
+            inspector_page(
+                run=run,
+                attempts=selectors.run_requests(organization=request.organization, run=run),
+                after=request.GET.get("after"),
+            )
+        )
+        failures = failures.none()
     page = Paginator(failures, PAGE_SIZE).get_page(request.GET.get("page"))
     context["failures"] = page
     context["failure_rows"] = [(failure, json_cell(failure.record)) for failure in page]

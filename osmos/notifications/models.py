@@ -87,3 +87,33 @@ class EmailOptOut(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} opted out of e-mail from {self.organization_id}"
+
+
+class NotificationWebhook(TenantModel):
+    """The organization's notification webhook (SPEC §5.5): every notification is POSTed to
+    ``url``, signed as Standard Webhooks with its own secret (encrypted; the previous one
+    stays live for a day after a rotation). The outcome of the last attempt is kept for the
+    settings page. At most one per organization."""
+
+    url = models.TextField()
+    secret_encrypted = models.TextField()
+    previous_secret_encrypted = models.TextField(blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], name="uniq_notification_webhook")
+        ]
+
+    def __str__(self) -> str:
+        return f"notification webhook of {self.organization_id}"
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.last_error)

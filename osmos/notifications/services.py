@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from osmos.notifications.models import EmailOptOut, Incident, Notification
+from osmos.notifications.webhook import webhook_enqueue
 from osmos.tenancy.models import MANAGER_ROLES, Membership, Organization
 
 
@@ -85,6 +86,8 @@ def notify(
         incident=incident,
     )
     transaction.on_commit(lambda: _enqueue_fanout(notification.pk))
+    # The webhook never fails the notification: enqueued after the commit, errors logged.
+    transaction.on_commit(lambda: webhook_enqueue(notification), robust=True)
     return notification
 
 

@@ -16,6 +16,7 @@ from osmos.tenancy import invitations, services, signin
 from osmos.tenancy.forms import (
     EmailAuthenticationForm,
     InvitationSignupForm,
+    LimitedPasswordResetForm,
     SignupFinishForm,
     SignupForm,
 )
@@ -116,7 +117,7 @@ password_change = auth_views.PasswordChangeView.as_view(
 )
 password_change_done = auth_views.PasswordChangeDoneView.as_view()
 password_reset = auth_views.PasswordResetView.as_view(
-    success_url=reverse_lazy("password_reset_done")
+    form_class=LimitedPasswordResetForm, success_url=reverse_lazy("password_reset_done")
 )
 password_reset_done = auth_views.PasswordResetDoneView.as_view()
 password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(

@@ -53,6 +53,16 @@ def _refusal(error: services.TenancyError) -> Response:
     return json_error(str(error), status.HTTP_400_BAD_REQUEST)
 
 
+class _TenancyViewSet(TenantScopedViewSet):
+    """A refused tenancy change (``services.TenancyError``) answers 403 (the role does not
+    allow it), 409 (no owner would be left) or 400, with the service's message."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.TenancyError):
+            return _refusal(exc)
+        return super().handle_exception(exc)
+
+
 def _acting_user(request):
     """The person behind the request: the session's, or the token's creator."""
     token = getattr(request._request.membership, "token", None)
@@ -104,11 +114,14 @@ class RoleSerializer(serializers.Serializer):
     ),
 )
 class MemberViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
 ):
     model = Membership
     serializer_class = MemberSerializer
     lookup_value_converter = "int"
+    # Anyone may delete their own membership (leave, SPEC §2); the service refuses a member
+    # removing someone else (403) and the last owner leaving (409).
+    member_actions = ("destroy",)
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def safely_get_queryset(self, queryset):
@@ -118,20 +131,14 @@ class MemberViewSet(
         membership = self.get_object()
         body = RoleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            membership = services.member_set_role(
-                membership=membership, role=body.validated_data["role"], actor=self.membership
-            )
-        except services.TenancyError as error:
-            return _refusal(error)
+        membership = services.member_set_role(
+            membership=membership, role=body.validated_data["role"], actor=self.membership
+        )
         return Response(MemberSerializer(membership).data)
 
     def destroy(self, request, pk=None):
         membership = self.get_object()
-        try:
-            services.member_remove(membership=membership, actor=self.membership)
-        except services.TenancyError as error:
-            return _refusal(error)
+        services.member_remove(membership=membership, actor=self.membership)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -176,7 +183,7 @@ class InvitationCreateSerializer(serializers.Serializer):
     destroy=extend_schema(summary="Revoke an invitation", responses={204: None, **_ERRORS}),
 )
 class InvitationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
 ):
     model = Invitation
     serializer_class = InvitationSerializer
@@ -190,26 +197,20 @@ class InvitationViewSet(
     def create(self, request):
         body = InvitationCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            issued = invitations.invitation_create(
-                organization=self.organization,
-                email=body.validated_data["email"],
-                role=body.validated_data["role"],
-                actor=self.membership,
-                invited_by=_acting_user(request),
-                base_url=base_url(request),
-            )
-        except services.TenancyError as error:
-            return _refusal(error)
+        issued = invitations.invitation_create(
+            organization=self.organization,
+            email=body.validated_data["email"],
+            role=body.validated_data["role"],
+            actor=self.membership,
+            invited_by=_acting_user(request),
+            base_url=base_url(request),
+        )
         return Response(
             InvitationSerializer(issued.invitation).data, status=status.HTTP_201_CREATED
         )
 
     def destroy(self, request, pk=None):
-        try:
-            invitations.invitation_revoke(invitation=self.get_object(), actor=self.membership)
-        except services.TenancyError as error:
-            return _refusal(error)
+        invitations.invitation_revoke(invitation=self.get_object(), actor=self.membership)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -219,12 +220,9 @@ class InvitationViewSet(
     )
     @action(detail=True, methods=["post"])
     def resend(self, request, pk=None):
-        try:
-            issued = invitations.invitation_resend(
-                invitation=self.get_object(), actor=self.membership, base_url=base_url(request)
-            )
-        except services.TenancyError as error:
-            return _refusal(error)
+        issued = invitations.invitation_resend(
+            invitation=self.get_object(), actor=self.membership, base_url=base_url(request)
+        )
         return Response(InvitationSerializer(issued.invitation).data)
 
 
@@ -269,7 +267,7 @@ class ApiTokenCreateSerializer(serializers.Serializer):
     destroy=extend_schema(summary="Revoke a token", responses={204: None, **_ERRORS}),
 )
 class ApiTokenViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
 ):
     model = ApiToken
     serializer_class = ApiTokenSerializer
@@ -281,17 +279,14 @@ class ApiTokenViewSet(
     def create(self, request):
         body = ApiTokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            issued = services.api_token_create(
-                organization=self.organization,
-                name=body.validated_data["name"],
-                role=body.validated_data["role"],
-                expires_at=body.validated_data["expires_at"],
-                created_by=_acting_user(request),
-                actor=self.membership,
-            )
-        except services.TenancyError as error:
-            return _refusal(error)
+        issued = services.api_token_create(
+            organization=self.organization,
+            name=body.validated_data["name"],
+            role=body.validated_data["role"],
+            expires_at=body.validated_data["expires_at"],
+            created_by=_acting_user(request),
+            actor=self.membership,
+        )
         data = ApiTokenSerializer(issued.token).data
         return Response({**data, "token": issued.secret}, status=status.HTTP_201_CREATED)
 

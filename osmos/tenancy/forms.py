@@ -1,12 +1,21 @@
+"""Forms of the tenancy pages: sign-in, sign-up and passwords, organizations, members,
+invitations and API tokens. They check the shape of the input; who may do what is decided by
+``services``/``invitations``."""
+
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, time
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
+from osmos.tenancy.mail_limits import mail_allowed
 from osmos.tenancy.models import Role, TokenRole
+
+logger = logging.getLogger(__name__)
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -22,25 +31,44 @@ class EmailAuthenticationForm(AuthenticationForm):
         return self.cleaned_data["username"].strip().lower()
 
 
-class NewPasswordMixin:
-    """A ``password`` field checked by the configured validators against ``email``."""
+class LimitedPasswordResetForm(PasswordResetForm):
+    """Django's reset form, mailing one address at most
+    ``PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR`` times an hour. Every request for the address
+    counts, whether it has an account or not, and over the limit nothing is sent while the
+    page answers as always: the form reveals no account and cannot flood an inbox."""
 
-    def check_password(self, email: str) -> None:
-        password = self.cleaned_data.get("password")
-        if password:
-            user = get_user_model()(username=email, email=email)
-            try:
-                password_validation.validate_password(password, user)
-            except forms.ValidationError as error:
-                self.add_error("password", error)
+    def get_users(self, email):
+        per_hour = settings.PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR
+        if not mail_allowed(kind="password-reset", email=email, per_hour=per_hour):
+            logger.warning("Password reset mail not sent: hourly limit of the address reached")
+            return iter(())
+        return super().get_users(email)
 
 
-def _password_field() -> forms.CharField:
-    return forms.CharField(
+class NewPasswordForm(forms.Form):
+    """A new password for the person at ``email``, checked by the configured validators
+    (which compare it with the address)."""
+
+    password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
         max_length=4096,
     )
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            user = get_user_model()(username=self.email, email=self.email)
+            try:
+                password_validation.validate_password(password, user)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
 
 
 class SignupForm(forms.Form):
@@ -51,33 +79,14 @@ class SignupForm(forms.Form):
     )
 
 
-class SignupFinishForm(NewPasswordMixin, forms.Form):
+class SignupFinishForm(NewPasswordForm):
     """Step two, from the mailed link: a password and the first organization."""
 
-    password = _password_field()
     organization_name = forms.CharField(max_length=200, label="Organization name")
 
-    def __init__(self, *args, email: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.email = email
 
-    def clean(self):
-        cleaned = super().clean()
-        self.check_password(self.email)
-        return cleaned
-
-
-class InvitationSignupForm(NewPasswordMixin, forms.Form):
-    password = _password_field()
-
-    def __init__(self, *args, email: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def clean(self):
-        cleaned = super().clean()
-        self.check_password(self.email)
-        return cleaned
+class InvitationSignupForm(NewPasswordForm):
+    """Joining by invitation without an account: a password for the invited address."""
 
 
 def _role_choices(roles: list[str]) -> list[tuple[str, str]]:

@@ -13,7 +13,6 @@ organization, so that lookup is trusted (``osmos.rls``), like an API token's.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import smtplib
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
-from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -30,12 +28,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from osmos.rls import context as rls
+from osmos.tenancy.mail_limits import mail_allowed
 from osmos.tenancy.models import (
     Invitation,
     Membership,
     Organization,
     Role,
-    lesser_role,
     new_secret_token,
     secret_matches,
     split_lookup,
@@ -45,6 +43,7 @@ from osmos.tenancy.services import (
     TenancyError,
     actor_role,
     grantable_roles,
+    role_capped_by,
     user_create,
 )
 
@@ -190,18 +189,11 @@ def invitation_for_secret(*, secret: str, lock: bool = False) -> Invitation | No
 
 def _role_on_accept(invitation: Invitation) -> str | None:
     """The invitation's role capped by the inviter's current role; None if they left."""
-    if invitation.invited_by_id is None:
-        return invitation.role
-    inviter_role = (
-        Membership.objects.filter(
-            user_id=invitation.invited_by_id, organization_id=invitation.organization_id
-        )
-        .values_list("role", flat=True)
-        .first()
+    return role_capped_by(
+        invitation.role,
+        user_id=invitation.invited_by_id,
+        organization_id=invitation.organization_id,
     )
-    if inviter_role is None:
-        return None
-    return lesser_role(invitation.role, inviter_role)
 
 
 @transaction.atomic
@@ -242,25 +234,15 @@ def invitation_accept_as_new_user(*, secret: str, password: str):
 # --- sign-up links ----------------------------------------------------------------------------
 
 
-def _mail_allowed(*, kind: str, email: str) -> bool:
-    """At most ``SIGNUP_MAILS_PER_ADDRESS_PER_HOUR`` unasked-for mails to one address an hour,
-    so the sign-up form cannot be used to flood someone's inbox. Counted in the shared cache."""
-    key = f"mail:{kind}:{hashlib.sha256(email.encode()).hexdigest()}"
-    if cache.add(key, 1, timeout=3600):
-        return True
-    try:
-        return cache.incr(key) <= settings.SIGNUP_MAILS_PER_ADDRESS_PER_HOUR
-    except ValueError:  # expired between add and incr
-        return cache.add(key, 1, timeout=3600)
-
-
 def signup_request(*, email: str, base_url: str) -> None:
     """Mail a sign-up link, or, when the address has an account, a note saying so.
 
     Over the hourly mail limit of the address nothing is sent, and the answer is the same.
     """
     email = _normalize_email(email)
-    if not _mail_allowed(kind="signup", email=email):
+    if not mail_allowed(
+        kind="signup", email=email, per_hour=settings.SIGNUP_MAILS_PER_ADDRESS_PER_HOUR
+    ):
         logger.warning("Sign-up mail not sent: hourly limit of the address reached")
         return
     if get_user_model().objects.filter(username__iexact=email).exists():

@@ -83,16 +83,17 @@ class TenantQuerySet(models.QuerySet):
             raise ValueError("a tenant query needs an organization")
         return self.filter(organization=organization)
 
-    def locked(self, instance: TenantModel) -> TenantModel:
+    def locked(self, instance: TenantModel, *, of: tuple[str, ...] = ()) -> TenantModel:
         """``instance`` re-read with ``SELECT … FOR UPDATE``, still inside its organization.
 
         For services that re-lock a row they were given: the organization filter keeps a
         row of another tenant out even when the caller passed a stale or foreign instance.
         Call inside ``transaction.atomic()``; raises ``DoesNotExist`` when the row is gone.
+        ``of``: lock only these tables (``("self",)`` beside a ``select_related`` outer join).
         """
         if instance.organization_id is None:
             raise ValueError("a tenant row without an organization cannot be re-locked")
-        scoped = self.select_for_update().filter(organization_id=instance.organization_id)
+        scoped = self.select_for_update(of=of).filter(organization_id=instance.organization_id)
         return scoped.get(pk=instance.pk)
 
     def dangerously_unscoped(self) -> TenantQuerySet:

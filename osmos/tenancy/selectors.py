@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from osmos.tenancy.models import ApiToken, Invitation, Membership, Organization, Role
+from osmos.tenancy.models import ApiToken, Membership, Organization, Role
 
 
 def memberships_of_user(*, user) -> QuerySet[Membership]:
@@ -46,7 +46,3 @@ def api_tokens_of(*, organization: Organization) -> QuerySet[ApiToken]:
 
 def owner_count(*, organization: Organization) -> int:
     return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
-
-
-def invitations_of(*, organization: Organization) -> QuerySet[Invitation]:
-    return Invitation.objects.for_organization(organization).select_related("invited_by")

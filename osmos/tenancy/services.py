@@ -13,6 +13,7 @@ Invitations and sign-up links live in ``invitations.py``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,6 +52,9 @@ class NotAllowed(TenancyError):
 
 class LastOwner(TenancyError):
     """The change would leave the organization without an owner."""
+
+
+LAST_OWNER_MESSAGE = "An organization keeps at least one owner: make someone else owner first."
 
 
 def _unique_slug(name: str) -> str:
@@ -110,9 +114,20 @@ def actor_role(actor) -> str | None:
     return actor.role
 
 
-def _lock_organization(organization_id) -> None:
-    """Serialize membership changes of one organization (a row lock held until commit)."""
+def organization_lock(organization_id) -> None:
+    """Serialize membership changes of one organization (a row lock held until commit); every
+    writer of memberships takes it first, the admin's included."""
     Organization.objects.select_for_update().filter(pk=organization_id).values_list("pk").first()
+
+
+def owners_besides(*, organization_id, membership_ids: Collection[int]) -> int:
+    """How many owners the organization has other than ``membership_ids`` (call it under
+    ``organization_lock``)."""
+    return (
+        Membership.objects.filter(organization_id=organization_id, role=Role.OWNER)
+        .exclude(pk__in=list(membership_ids))
+        .count()
+    )
 
 
 def _fresh(membership: Membership) -> Membership:
@@ -120,10 +135,6 @@ def _fresh(membership: Membership) -> Membership:
     if fresh is None:
         raise TenancyError("This person is no longer a member.")
     return fresh
-
-
-def _owner_count(organization_id) -> int:
-    return Membership.objects.filter(organization_id=organization_id, role=Role.OWNER).count()
 
 
 def _check_may_manage(role: str | None) -> None:
@@ -149,14 +160,16 @@ def member_set_role(*, membership: Membership, role: str, actor) -> Membership:
     """
     if role not in Role.values:
         raise TenancyError(f"Unknown role {role!r}.")
-    _lock_organization(membership.organization_id)
+    organization_lock(membership.organization_id)
     acting = actor_role(actor)
     _check_may_manage(acting)
     membership = _fresh(membership)
     if Role.OWNER in (role, membership.role) and acting != Role.OWNER:
         raise NotAllowed("Only an owner can grant or remove the owner role.")
     demotes_owner = membership.role == Role.OWNER and role != Role.OWNER
-    if demotes_owner and _owner_count(membership.organization_id) <= 1:
+    if demotes_owner and not owners_besides(
+        organization_id=membership.organization_id, membership_ids=[membership.pk]
+    ):
         raise LastOwner("An organization keeps at least one owner.")
     membership.role = role
     membership.save(update_fields=["role"])
@@ -169,7 +182,7 @@ def member_remove(*, membership: Membership, actor) -> None:
 
     Their API tokens of this organization are revoked (``signals.py``).
     """
-    _lock_organization(membership.organization_id)
+    organization_lock(membership.organization_id)
     membership = _fresh(membership)
     leaving = isinstance(actor, Membership) and actor.pk == membership.pk
     if not leaving:
@@ -177,9 +190,25 @@ def member_remove(*, membership: Membership, actor) -> None:
         _check_may_manage(acting)
         if membership.role == Role.OWNER and acting != Role.OWNER:
             raise NotAllowed("Only an owner can remove an owner.")
-    if membership.role == Role.OWNER and _owner_count(membership.organization_id) <= 1:
-        raise LastOwner("An organization keeps at least one owner: make someone else owner first.")
+    if membership.role == Role.OWNER and not owners_besides(
+        organization_id=membership.organization_id, membership_ids=[membership.pk]
+    ):
+        raise LastOwner(LAST_OWNER_MESSAGE)
     membership.delete()
+
+
+def role_capped_by(role: str, *, user_id, organization_id) -> str | None:
+    """``role`` capped at the current role of the person ``user_id`` in the organization (who
+    gave it: a token's creator, an inviter); None when they are no longer a member. Without
+    a person (``user_id`` None: issued on the command line) the role stands."""
+    if user_id is None:
+        return role
+    current = (
+        Membership.objects.filter(user_id=user_id, organization_id=organization_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    return None if current is None else lesser_role(role, current)
 
 
 # --- API tokens ------------------------------------------------------------------------------
@@ -254,18 +283,9 @@ def api_token_effective_role(*, token: ApiToken) -> str | None:
 
     A token without a creator (issued on the command line) keeps its own role.
     """
-    if token.created_by_id is None:
-        return token.role
-    creator_role = (
-        Membership.objects.filter(
-            user_id=token.created_by_id, organization_id=token.organization_id
-        )
-        .values_list("role", flat=True)
-        .first()
+    return role_capped_by(
+        token.role, user_id=token.created_by_id, organization_id=token.organization_id
     )
-    if creator_role is None:
-        return None
-    return lesser_role(token.role, creator_role)
 
 
 def api_token_authenticate(*, secret: str) -> ApiToken | None:

@@ -5,6 +5,8 @@ Sign-up, sign-in and passwords are in ``account_views.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,7 +19,8 @@ from django.views.decorators.http import require_POST
 from osmos.tenancy import invitations, selectors, services
 from osmos.tenancy.forms import ApiTokenForm, InviteForm, OrganizationForm, RoleForm
 from osmos.tenancy.middleware import SESSION_KEY
-from osmos.tenancy.models import Invitation, Membership, TokenRole
+from osmos.tenancy.models import ApiToken, Invitation, Membership, TokenRole
+from osmos.tenancy.scope import tenant_object_or_404
 
 
 def organization_required(view):
@@ -76,24 +79,6 @@ def organization_switch(request):
     return redirect("home")
 
 
-def _member_or_404(request, membership_id) -> Membership:
-    membership = (
-        selectors.members_of(organization=request.organization).filter(pk=membership_id).first()
-    )
-    if membership is None:
-        raise Http404("No such member.")
-    return membership
-
-
-def _invitation_or_404(request, invitation_id) -> Invitation:
-    invitation = (
-        selectors.invitations_of(organization=request.organization).filter(pk=invitation_id).first()
-    )
-    if invitation is None:
-        raise Http404("No such invitation.")
-    return invitation
-
-
 @organization_required
 def members(request):
     """The members and pending invitations; owners and admins invite here (POST)."""
@@ -139,30 +124,45 @@ def _refused(request, error: services.TenancyError) -> None:
     messages.error(request, str(error))
 
 
+def _attempt(request, change: Callable[[], object], *, success: str) -> None:
+    """Make ``change``: ``success`` as a message when it is made; a refusal as an error
+    message (PermissionDenied when the actor's role does not allow it)."""
+    try:
+        change()
+    except services.TenancyError as error:
+        _refused(request, error)
+    else:
+        messages.success(request, success)
+
+
 @organization_required
 @require_POST
 def member_role(request, membership_id: int):
     require_manager(request)
-    membership = _member_or_404(request, membership_id)
+    membership = tenant_object_or_404(
+        Membership.objects.select_related("user"), request.organization, pk=membership_id
+    )
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a valid role.")
         return redirect("members")
-    try:
-        membership = services.member_set_role(
-            membership=membership, role=form.cleaned_data["role"], actor=request.membership
-        )
-    except services.TenancyError as error:
-        _refused(request, error)
-    else:
-        messages.success(request, f"{membership.user.email} is now {membership.role}.")
+    role = form.cleaned_data["role"]
+    _attempt(
+        request,
+        lambda: services.member_set_role(
+            membership=membership, role=role, actor=request.membership
+        ),
+        success=f"{membership.user.email} is now {role}.",
+    )
     return redirect("members")
 
 
 @organization_required
 @require_POST
 def member_remove(request, membership_id: int):
-    membership = _member_or_404(request, membership_id)
+    membership = tenant_object_or_404(
+        Membership.objects.select_related("user"), request.organization, pk=membership_id
+    )
     if membership.pk != request.membership.pk:
         require_manager(request)
     try:
@@ -178,34 +178,41 @@ def member_remove(request, membership_id: int):
     return redirect("members")
 
 
+def _change_invitation(
+    request, invitation_id, change: Callable[[Invitation], object], *, success: str
+):
+    """A manager's change of a pending invitation of this organization, then the members
+    page; ``success`` may name the invitation's ``{email}``."""
+    require_manager(request)
+    invitation = tenant_object_or_404(Invitation, request.organization, pk=invitation_id)
+    _attempt(request, lambda: change(invitation), success=success.format(email=invitation.email))
+    return redirect("members")
+
+
 @organization_required
 @require_POST
 def invitation_resend(request, invitation_id):
-    require_manager(request)
-    invitation = _invitation_or_404(request, invitation_id)
-    try:
-        invitations.invitation_resend(
+    return _change_invitation(
+        request,
+        invitation_id,
+        lambda invitation: invitations.invitation_resend(
             invitation=invitation, actor=request.membership, base_url=base_url(request)
-        )
-    except services.TenancyError as error:
-        _refused(request, error)
-    else:
-        messages.success(request, f"Invitation sent again to {invitation.email}.")
-    return redirect("members")
+        ),
+        success="Invitation sent again to {email}.",
+    )
 
 
 @organization_required
 @require_POST
 def invitation_revoke(request, invitation_id):
-    require_manager(request)
-    invitation = _invitation_or_404(request, invitation_id)
-    try:
-        invitations.invitation_revoke(invitation=invitation, actor=request.membership)
-    except services.TenancyError as error:
-        _refused(request, error)
-    else:
-        messages.success(request, f"Invitation of {invitation.email} revoked.")
-    return redirect("members")
+    return _change_invitation(
+        request,
+        invitation_id,
+        lambda invitation: invitations.invitation_revoke(
+            invitation=invitation, actor=request.membership
+        ),
+        success="Invitation of {email} revoked.",
+    )
 
 
 @organization_required
@@ -243,9 +250,7 @@ def api_tokens(request):
 @require_POST
 def api_token_revoke(request, token_id):
     require_manager(request)
-    token = selectors.api_tokens_of(organization=request.organization).filter(pk=token_id).first()
-    if token is None:
-        raise Http404("No such token.")
+    token = tenant_object_or_404(ApiToken, request.organization, pk=token_id)
     services.api_token_revoke(token=token)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("api_tokens")

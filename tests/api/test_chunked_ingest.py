@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import waitress
 from django.db import connections
 
 from ingest.models import Record
@@ -65,7 +66,6 @@ def gunicorn(tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def waitress_server(settings, monkeypatch) -> Iterator[str]:
-    waitress = pytest.importorskip("waitress", reason="waitress serves run_embedded")
     from osmos.wsgi import application
 
     settings.INGEST_MAX_BODY_BYTES = LIMIT

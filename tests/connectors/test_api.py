@@ -41,8 +41,11 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
     assert response.status_code == 201, response.json()
     data = response.json()
     assert set(data) == {
-        "id", "name", "direction", "schema", "destination", "source", "created_at", "updated_at"
+        "id", "name", "direction", "schema", "destination", "source", "created_at", "updated_at",
+        "warnings",
     }  # fmt: skip
+    assert data["warnings"] == []  # a write's answer; a GET has none
+    assert "warnings" not in api_a.get(f"{LIST}{data['id']}/").json()
     assert data["name"] == "CRM"
     assert data["direction"] == "destination"
     assert data["schema"] == SCHEMA
@@ -53,6 +56,7 @@ def test_creating_a_destination_answers_201_with_the_spec_json_and_masked_header
         "rate_limit_per_second": None,
         "max_concurrency": 8,
         "response_format": "none",
+        "body_template": None,
         "headers": [
             {"name": "Authorization", "value": "••••9f3a"},
             {"name": "X-Team", "value": "••••"},  # too short to show any of it

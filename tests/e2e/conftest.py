@@ -2,23 +2,20 @@
 
 Chromium comes from the system (``apt-get install chromium``; ``make test`` installs it when it
 can). Where it cannot be installed, these tests skip and say why; everywhere else they run.
-The customer's API is a real HTTP server on loopback (``sink``), and runs are executed by a
-real ``dramatiq.Worker`` on the configured broker (the in-process one by default).
+The customer's API is the loopback sink of ``tests.support.sink`` (``sink``), and runs are
+executed by a real ``dramatiq.Worker`` on the configured broker (the in-process one by default).
 """
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import dramatiq
 import pytest
+
+from tests.support.sink import Sink
 
 CHROMIUM = os.environ.get("OSMOS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -87,78 +84,15 @@ def page(browser, live_server):
     assert not violations, "CSP violations in the browser console:\n" + "\n".join(violations)
 
 
-# --- the customer's API ---------------------------------------------------------------------
-
-
-@dataclass
-class Sink:
-    """A loopback HTTP server recording what it accepts.
-
-    It answers ``status``, or 422 to a body that contains the text ``reject_containing``.
-    """
-
-    server: http.server.ThreadingHTTPServer
-    bodies: list[Any] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    status: int = 200
-    reject_containing: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def records(self) -> list[dict]:
-        with self.lock:
-            bodies = list(self.bodies)
-        out: list[dict] = []
-        for body in bodies:
-            out.extend(body if isinstance(body, list) else [body])
-        return out
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _handle(self) -> None:
-        sink: Sink = self.server.sink  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        body = json.loads(raw or b"null")
-        status = sink.status
-        if sink.reject_containing and sink.reject_containing.encode() in raw:
-            status = 422
-        if status < 300:
-            with sink.lock:
-                sink.bodies.append(body)
-                sink.headers.append(dict(self.headers.items()))
-        answer = b'{"ok": true}' if status < 300 else b'{"error": "email is not accepted"}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    do_POST = do_PUT = do_PATCH = _handle
-
-    def log_message(self, format, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def sink(settings) -> Iterator[Sink]:
+    """The customer's API on loopback (``tests.support.sink``): answers 200 until a test sets
+    ``sink.behave`` (``reject_containing("spam.example")``: 422 to bodies holding it)."""
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     settings.DELIVERY_RETRY_SCHEDULE = (0.05,)
     settings.DELIVERY_QUICK_RETRY_SECONDS = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    instance = Sink(server=server)
-    server.sink = instance  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield instance
-    server.shutdown()
-    server.server_close()
+    with Sink() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from osmos.tenancy.models import Membership, Organization, Role
 from pipelines.models import Run
 from pipelines.services import pipeline_create, run_create
 from tests.support.factories import make_user
+from tests.support.sink import reject_containing
 from tests.support.waiting import eventually
 
 pytestmark = [
@@ -118,7 +119,7 @@ def test_screenshots_of_the_main_pages(page, sink, worker):
     OUT.mkdir(parents=True, exist_ok=True)
     _shoot(page, "01-signup", "/signup/", full=False)
     user, shop, pending, crm, pipeline = _seed(sink.url)
-    sink.reject_containing = "blocked.example"
+    sink.behave = reject_containing("blocked.example")
     first = _finish(run_create(pipeline=pipeline, trigger="manual"))
     _ingest(shop, _orders(121, 30))
     _finish(run_create(pipeline=pipeline, trigger="manual"))

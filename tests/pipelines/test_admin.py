@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from pipelines.models import RecordFailure, RequestLog, Run, RunState
-from tests.pipelines.conftest import SECRET, make_destination, make_pipeline, make_source
+from tests.support.delivery import SECRET, make_destination, make_pipeline, make_source
 
 pytestmark = pytest.mark.django_db
 

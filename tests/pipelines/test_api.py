@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from pipelines.models import Pipeline, RecordFailure, Run, RunState
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     MAPPING,
     make_destination,
     make_pipeline,
@@ -96,7 +96,13 @@ def test_create_with_a_schedule_computes_the_next_run_in_the_time_zone(api_a, en
 def test_omitted_mapping_means_same_names_and_is_refused_when_required_fields_miss(api_a, ends):
     response = api_a.post("/api/v1/pipelines/", _body(ends), format="json")
     assert response.status_code == 400
-    assert "total" in response.json()["mapping"][0]
+    assert response.json()["mapping"] == [
+        {
+            "index": None,
+            "field": "total",
+            "message": "The required destination field 'total' is not mapped.",
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +118,9 @@ def test_omitted_mapping_means_same_names_and_is_refused_when_required_fields_mi
 def test_invalid_mappings_are_refused_with_the_field_named(api_a, ends, mapping, message):
     response = api_a.post("/api/v1/pipelines/", {**_body(ends), "mapping": mapping}, format="json")
     assert response.status_code == 400
-    assert any(message in error for error in response.json()["mapping"]), response.json()
+    items = response.json()["mapping"]
+    assert any(message in item["message"] for item in items), response.json()
+    assert all(set(item) == {"index", "field", "message"} for item in items)
     assert not Pipeline.objects.exists()
 
 
@@ -168,13 +176,24 @@ def test_patch_changes_schedule_and_enabled_and_keeps_the_rest(api_a, pipeline):
     assert response.json()["mapping"] == MAPPING
 
 
-def test_patch_cannot_change_source_or_destination(api_a, pipeline, ends):
+def test_patch_can_point_the_pipeline_at_another_destination(api_a, pipeline, ends):
     other = make_destination(pipeline.organization, "http://127.0.0.1:9/x", name="Other")
     response = api_a.patch(
         f"/api/v1/pipelines/{pipeline.id}/", {"destination": str(other.id)}, format="json"
     )
+    assert response.status_code == 200, response.json()
+    assert response.json()["destination"] == str(other.id)
+    assert response.json()["mapping"] == MAPPING
+
+
+def test_invalid_schedule_errors_are_field_items(api_a, pipeline):
+    response = api_a.patch(
+        f"/api/v1/pipelines/{pipeline.id}/", {"schedule": {"cron": "61 * * * *"}}, format="json"
+    )
     assert response.status_code == 400
-    assert "cannot be changed" in response.json()["destination"][0]
+    [item] = response.json()["schedule"]
+    assert (item["index"], item["field"]) == (None, "cron")
+    assert "minute" in item["message"]
 
 
 def test_put_is_not_allowed(api_a, pipeline):
@@ -273,6 +292,7 @@ def test_failures_are_paginated_json(api_a, pipeline):
         "record": {"id": 2},
         "reason": "The destination answered 422.",
         "http_status": 422,
+        "response_excerpt": '{"error": "bad"}',
     }
 
 

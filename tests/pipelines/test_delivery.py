@@ -12,7 +12,7 @@ from connectors.services import connector_create
 from ingest.services import source_save
 from pipelines.models import RecordFailure, RequestLog, RunChunk, RunState
 from pipelines.services import run_create
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     MAPPING,
     SECRET,
     SOURCE_SCHEMA,
@@ -23,6 +23,7 @@ from tests.pipelines.conftest import (
     make_source,
     wait_for_run,
 )
+from tests.support.sink import Answer, fail_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def test_batch_run_delivers_every_record_as_mapped_arrays_of_batch_size(org_a, s
     assert run.state == RunState.SUCCEEDED
     assert (run.records_total, run.records_delivered, run.records_failed) == (55, 55, 0)
     assert run.requests_made == 3
-    assert [len(r.json()) for r in sink.received] == [20, 20, 15]
+    assert [len(r.json()) for r in sink.requests] == [20, 20, 15]
     assert sink.records() == _expected(range(1, 56))
     assert run.started_at is not None
     assert run.finished_at >= run.started_at
@@ -52,7 +53,7 @@ def test_batch_run_delivers_every_record_as_mapped_arrays_of_batch_size(org_a, s
 def test_every_request_carries_the_product_headers_and_the_customer_headers(org_a, sink, worker):
     pipeline = _pipeline(org_a, sink, batch_size=50)
     wait_for_run(run_create(pipeline=pipeline, trigger="api"))
-    (request,) = sink.received
+    (request,) = sink.requests
     assert request.method == "POST"
     assert request.path == "/hook"
     assert request.header("Content-Type") == "application/json"
@@ -77,13 +78,13 @@ def test_single_mode_sends_one_object_per_record_over_few_connections(org_a, sin
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.SUCCEEDED
     assert run.requests_made == 60
-    bodies = [r.json() for r in sink.received]
+    bodies = [r.json() for r in sink.requests]
     assert all(isinstance(body, dict) for body in bodies)
     assert sorted(bodies, key=lambda r: r["id"]) == _expected(range(1, 61))
-    keys = {r.header("Idempotency-Key") for r in sink.received}
+    keys = {r.header("Idempotency-Key") for r in sink.requests}
     assert len(keys) == 60
     # keep-alive: a handful of connections (one per sending thread), not one per record
-    assert len({r.client_port for r in sink.received}) <= 4
+    assert len({r.client_port for r in sink.requests}) <= 4
 
 
 def test_single_mode_keeps_a_connection_per_thread_beyond_ten_threads(
@@ -91,13 +92,13 @@ def test_single_mode_keeps_a_connection_per_thread_beyond_ten_threads(
 ):
     def slow(request):
         time.sleep(0.05)
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = slow
+    sink.behave = slow
     pipeline = _pipeline(org_a, sink, count=120, write_mode="single", max_concurrency=12)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.records_delivered == 120
-    assert len({r.client_port for r in sink.received}) <= 12
+    assert len({r.client_port for r in sink.requests}) <= 12
     # urllib3 closes (and later reopens) connections that do not fit in its pool
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
@@ -115,29 +116,18 @@ def test_single_mode_never_exceeds_the_configured_concurrency(org_a, sink, worke
         time.sleep(0.02)
         with lock:
             state["now"] -= 1
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = slow
+    sink.behave = slow
     pipeline = _pipeline(org_a, sink, count=50, write_mode="single", max_concurrency=3)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.records_delivered == 50
     assert 1 < state["max"] <= 3
 
 
-def _refuse_ids(bad_ids, status=422):
-    def respond(request):
-        body = request.json()
-        records = body if isinstance(body, list) else [body]
-        if any(record["id"] in bad_ids for record in records):
-            return status, {}, b'{"error": "bad record"}'
-        return 200, {}, b"{}"
-
-    return respond
-
-
 def test_bisection_isolates_exactly_the_bad_records_within_the_request_bound(org_a, sink, worker):
     bad = {7, 33}
-    sink.respond = _refuse_ids(bad)
+    sink.behave = fail_ids(bad)
     pipeline = _pipeline(org_a, sink, count=64, batch_size=64, split_failed_batches=True)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.PARTIALLY_FAILED
@@ -148,10 +138,10 @@ def test_bisection_isolates_exactly_the_bad_records_within_the_request_bound(org
     assert failures[0].response_excerpt == '{"error": "bad record"}'
     assert failures[0].record == {"id": 7, "email": "user7@example.com", "total": 10.5}
     assert run.requests_made <= 1 + 2 * len(bad) * math.ceil(math.log2(64))
-    assert len(sink.received) == run.requests_made
+    assert len(sink.requests) == run.requests_made
     accepted = [
         record["id"]
-        for request in sink.received
+        for request in sink.requests
         if not bad & {record["id"] for record in request.json()}
         for record in request.json()
     ]
@@ -159,18 +149,18 @@ def test_bisection_isolates_exactly_the_bad_records_within_the_request_bound(org
 
 
 def test_sub_batches_carry_their_own_stable_idempotency_keys(org_a, sink, worker):
-    sink.respond = _refuse_ids({3})
+    sink.behave = fail_ids({3})
     pipeline = _pipeline(org_a, sink, count=50, batch_size=8, split_failed_batches=True)
     wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     by_key: dict[str, set] = {}
-    for request in sink.received:
+    for request in sink.requests:
         ids = tuple(record["id"] for record in request.json())
         by_key.setdefault(request.header("Idempotency-Key"), set()).add(ids)
     assert all(len(bodies) == 1 for bodies in by_key.values())
 
 
 def test_without_splitting_a_refused_batch_fails_all_its_records(org_a, sink, worker):
-    sink.respond = _refuse_ids({5}, status=400)
+    sink.behave = fail_ids({5}, code=400)
     pipeline = _pipeline(org_a, sink, count=50, batch_size=10)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.PARTIALLY_FAILED
@@ -185,15 +175,15 @@ def test_503_then_success_is_retried_with_the_same_idempotency_key(org_a, sink, 
 
     def flaky(request):
         calls.append(request)
-        return (503, {}, b"busy") if len(calls) <= 2 else (200, {}, b"{}")
+        return Answer(503, b"busy") if len(calls) <= 2 else Answer(200, b"{}")
 
-    sink.respond = flaky
+    sink.behave = flaky
     pipeline = _pipeline(org_a, sink, batch_size=50)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.SUCCEEDED
     assert run.requests_made == 3
-    assert len({r.header("Idempotency-Key") for r in sink.received}) == 1
-    assert len({r.body for r in sink.received}) == 1
+    assert len({r.header("Idempotency-Key") for r in sink.requests}) == 1
+    assert len({r.body for r in sink.requests}) == 1
     logs = list(RequestLog.objects.filter(run=run).values_list("attempt", "status"))
     assert logs == [(1, 503), (2, 503), (3, 200)]
 
@@ -203,9 +193,11 @@ def test_429_waits_at_least_the_retry_after_it_was_given(org_a, sink, worker):
 
     def limited(request):
         times.append(time.monotonic())
-        return (429, {"Retry-After": "1"}, b"slow down") if len(times) == 1 else (200, {}, b"")
+        if len(times) == 1:
+            return Answer(429, b"slow down", (("Retry-After", "1"),))
+        return Answer(200, b"")
 
-    sink.respond = limited
+    sink.behave = limited
     pipeline = _pipeline(org_a, sink, batch_size=50)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.SUCCEEDED
@@ -213,7 +205,7 @@ def test_429_waits_at_least_the_retry_after_it_was_given(org_a, sink, worker):
 
 
 def test_records_fail_only_when_the_retry_schedule_is_exhausted(org_a, sink, worker):
-    sink.respond = lambda request: (500, {}, b"boom")
+    sink.behave = lambda request: Answer(500, b"boom")
     pipeline = _pipeline(org_a, sink, count=50, batch_size=25, split_failed_batches=True)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.state == RunState.FAILED
@@ -230,9 +222,9 @@ def test_records_fail_only_when_the_retry_schedule_is_exhausted(org_a, sink, wor
 def test_timeouts_are_retried_then_fail_the_records(org_a, sink, worker):
     def slow(request):
         time.sleep(1.5)
-        return 200, {}, b""
+        return Answer(200, b"")
 
-    sink.respond = slow
+    sink.behave = slow
     pipeline = _pipeline(org_a, sink, batch_size=50, timeout_seconds=1)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"), timeout=30)
     assert run.state == RunState.FAILED
@@ -245,8 +237,7 @@ def test_timeouts_are_retried_then_fail_the_records(org_a, sink, worker):
 
 def test_connection_refused_fails_the_records_with_the_reason(org_a, sink, worker):
     pipeline = _pipeline(org_a, sink, batch_size=50)
-    sink.server.shutdown()
-    sink.server.server_close()
+    sink.close()
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert (run.state, run.records_failed, run.requests_made) == (RunState.FAILED, 50, 3)
     reason = RecordFailure.objects.filter(run=run).first().reason
@@ -254,14 +245,14 @@ def test_connection_refused_fails_the_records_with_the_reason(org_a, sink, worke
 
 
 def test_redirect_is_not_followed_and_fails_the_batch(org_a, sink, worker):
-    sink.respond = lambda request: (302, {"Location": "http://127.0.0.1:1/elsewhere"}, b"")
+    sink.behave = lambda request: Answer(302, b"", (("Location", "http://127.0.0.1:1/elsewhere"),))
     pipeline = _pipeline(org_a, sink, batch_size=50)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert (run.state, run.requests_made) == (RunState.FAILED, 1)
     failure = RecordFailure.objects.filter(run=run).first()
     assert failure.http_status == 302
     assert "redirects are not followed" in failure.reason
-    assert len(sink.received) == 1
+    assert len(sink.requests) == 1
 
 
 def test_records_invalid_for_the_destination_fail_and_are_not_sent(org_a, sink, worker):
@@ -275,7 +266,7 @@ def test_records_invalid_for_the_destination_fail_and_are_not_sent(org_a, sink, 
     pipeline.save()
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert (run.state, run.records_failed, run.requests_made) == (RunState.FAILED, 50, 0)
-    assert sink.received == []
+    assert sink.requests == []
     failure = RecordFailure.objects.filter(run=run).first()
     assert failure.http_status is None
     assert "Does not match the destination schema" in failure.reason
@@ -325,7 +316,7 @@ def test_full_mode_sends_all_records_on_every_run(org_a, sink, worker):
 def test_put_and_patch_methods_are_used_as_configured(org_a, sink, worker):
     pipeline = _pipeline(org_a, sink, batch_size=50, method="PATCH")
     wait_for_run(run_create(pipeline=pipeline, trigger="api"))
-    assert [r.method for r in sink.received] == ["PATCH"]
+    assert [r.method for r in sink.requests] == ["PATCH"]
 
 
 def test_records_posted_to_the_ingest_url_reach_the_sink_exactly(org_a, sink, worker, client):
@@ -343,7 +334,7 @@ def test_records_posted_to_the_ingest_url_reach_the_sink_exactly(org_a, sink, wo
     pipeline = make_pipeline(org_a, issued.connector, destination)
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert (run.state, run.records_delivered) == (RunState.SUCCEEDED, 50)
-    (request,) = sink.received
+    (request,) = sink.requests
     assert request.body == json.dumps(_expected(range(1, 51)), separators=(",", ":")).encode()
 
 
@@ -376,7 +367,7 @@ def test_statically_safe_pipeline_sends_the_same_bytes_as_the_validating_path(or
             failures=FailureSpool(),
         )
         expected.append(b"[" + b",".join(raw for _, raw in records) + b"]")
-    assert [request.body for request in sink.received] == expected
+    assert [request.body for request in sink.requests] == expected
     assert sink.records()[-4:] == [
         {"id": 51, "email": odd[0]["email"], "total": 1.1},
         {"id": 52, "email": "b@example.com", "total": 12345678901234567890},

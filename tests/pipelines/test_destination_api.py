@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from connectors.models import DestinationHealth, HealthState
 from pipelines.models import Run, RunState
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source
+from tests.support.delivery import make_destination, make_pipeline, make_source
 
 pytestmark = pytest.mark.django_db
 

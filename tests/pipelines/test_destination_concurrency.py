@@ -8,7 +8,8 @@ import time
 
 from pipelines.models import Run, RunState
 from pipelines.services import run_create
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source, wait_for_run
+from tests.support.delivery import make_destination, make_pipeline, make_source, wait_for_run
+from tests.support.sink import Answer
 
 
 def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
@@ -24,9 +25,9 @@ def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
         time.sleep(0.02)
         with lock:
             state["now"] -= 1
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = slow
+    sink.behave = slow
     source = make_source(org_a, count=60)
     destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipelines = [
@@ -40,7 +41,7 @@ def test_two_single_mode_runs_to_one_destination_never_exceed_its_concurrency(
         (RunState.SUCCEEDED, 60),
         (RunState.SUCCEEDED, 60),
     ]
-    assert len(sink.received) == 120
+    assert len(sink.requests) == 120
     assert 1 < state["max"] <= 2
     # Waiting for the destination is not a crash: nothing was counted as a resume.
     assert [run.resumes for run in Run.objects.filter(pk__in=[r.pk for r in runs])] == [0, 0]

@@ -17,7 +17,7 @@ from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.scheduler import scheduler_tick
 from pipelines.senders import CANCELLED_REASON
 from pipelines.services import run_cancel, run_create
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source, wait_for_run
+from tests.support.delivery import make_destination, make_pipeline, make_source, wait_for_run
 from tests.support.sink import (
     Sink,
     drip,

@@ -12,7 +12,7 @@ from connectors.services import connector_create
 from pipelines.models import RunState
 from pipelines.records import FailureSpool, record_preparer
 from pipelines.services import run_create
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     SOURCE_SCHEMA,
     ingest,
     make_pipeline,

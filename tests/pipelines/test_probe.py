@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tests.outbound.drip import DripServer, drip
-from tests.pipelines.conftest import SECRET, make_destination, make_source
+from tests.support.delivery import SECRET, make_destination, make_source
+from tests.support.sink import Answer
 
 
 @pytest.fixture
@@ -18,14 +19,14 @@ def destination(org_a, sink):
 def test_batch_destination_receives_sample_records_and_the_answer_is_reported(
     api_a, sink, destination
 ):
-    sink.respond = lambda request: (201, {}, b'{"received": 3}')
+    sink.behave = lambda request: Answer(201, b'{"received": 3}')
     response = api_a.post(f"/api/v1/connectors/{destination.id}/test/", {}, format="json")
     assert response.status_code == 200
     data = response.json()
     assert (data["ok"], data["status"], data["response_excerpt"]) == (True, 201, '{"received": 3}')
     assert data["records_sent"] == 3
     assert data["elapsed_ms"] >= 0
-    (request,) = sink.received
+    (request,) = sink.requests
     assert request.json() == [{"id": 1, "email": "example", "total": 1.5}] * 3
     assert request.header("Authorization") == SECRET
     assert request.header("Idempotency-Key").startswith("osmos-test-")
@@ -38,13 +39,13 @@ def test_single_destination_receives_one_object(api_a, org_a, sink):
         f"/api/v1/connectors/{destination.id}/test/", {"records": records}, format="json"
     )
     assert response.json()["ok"] is True
-    assert sink.received[0].json() == records[0]
+    assert sink.requests[0].json() == records[0]
 
 
 def test_refusal_by_the_destination_is_reported_with_its_status_and_excerpt(
     api_a, sink, destination
 ):
-    sink.respond = lambda request: (401, {}, b'{"error": "bad token"}')
+    sink.behave = lambda request: Answer(401, b'{"error": "bad token"}')
     data = api_a.post(f"/api/v1/connectors/{destination.id}/test/").json()
     assert (data["ok"], data["status"]) == (False, 401)
     assert data["response_excerpt"] == '{"error": "bad token"}'
@@ -52,8 +53,7 @@ def test_refusal_by_the_destination_is_reported_with_its_status_and_excerpt(
 
 
 def test_unreachable_destination_is_ok_false_not_a_server_error(api_a, sink, destination):
-    sink.server.shutdown()
-    sink.server.server_close()
+    sink.close()
     response = api_a.post(f"/api/v1/connectors/{destination.id}/test/")
     assert response.status_code == 200
     data = response.json()
@@ -63,7 +63,7 @@ def test_unreachable_destination_is_ok_false_not_a_server_error(api_a, sink, des
 
 def test_slow_destination_is_cut_by_the_short_test_timeout(api_a, sink, destination, settings):
     settings.DESTINATION_TEST_TIMEOUT_SECONDS = 0.3
-    sink.respond = lambda request: (time.sleep(1), (200, {}, b""))[1]
+    sink.behave = lambda request: Answer(200, b"", delay=1)
     started = time.monotonic()
     data = api_a.post(f"/api/v1/connectors/{destination.id}/test/").json()
     assert time.monotonic() - started < 1.0
@@ -102,7 +102,7 @@ def test_given_records_must_match_the_destination_schema(api_a, sink, destinatio
     )
     assert response.status_code == 400
     assert "records" in response.json()
-    assert sink.received == []
+    assert sink.requests == []
 
 
 def test_a_source_cannot_be_tested(api_a, org_a, sink):
@@ -118,4 +118,4 @@ def test_members_cannot_test_and_other_organizations_get_404(
     url = f"/api/v1/connectors/{destination.id}/test/"
     assert member_client.post(url).status_code == 403
     assert outsider_client.post(url).status_code == 404
-    assert sink.received == []
+    assert sink.requests == []

@@ -17,12 +17,13 @@ from pipelines import delivery
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
 from pipelines.scheduler import scheduler_tick
 from pipelines.services import run_cancel, run_create, run_retry_failed
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     make_destination,
     make_pipeline,
     make_source,
     wait_for_run,
 )
+from tests.support.sink import Answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +35,7 @@ def pipeline(org_a, sink):
 
 
 def _ids_per_request(sink):
-    return [tuple(record["id"] for record in request.json()) for request in sink.received]
+    return [tuple(record["id"] for record in request.json()) for request in sink.requests]
 
 
 def _crash_after_first_chunk(run, settings):
@@ -69,7 +70,7 @@ def test_stale_run_is_resumed_by_the_sweep_without_resending_confirmed_chunks(
     assert (run.state, run.records_delivered, run.records_failed) == (RunState.SUCCEEDED, 50, 0)
     assert _ids_per_request(sink) == [tuple(range(i, i + 10)) for i in range(1, 51, 10)]
     assert run.attempts == 2
-    keys = [request.header("Idempotency-Key") for request in sink.received]
+    keys = [request.header("Idempotency-Key") for request in sink.requests]
     assert keys == list(RunChunk.objects.filter(run=run).values_list("idempotency_key", flat=True))
 
 
@@ -92,7 +93,7 @@ def test_a_second_message_for_a_run_held_by_a_live_worker_does_nothing(pipeline,
     )
     delivery.run_execute(run_id=run.id)
     run.refresh_from_db()
-    assert (run.lease_token, run.planned_at, sink.received) == (token, None, [])
+    assert (run.lease_token, run.planned_at, sink.requests) == (token, None, [])
 
 
 def test_two_workers_racing_for_one_run_send_each_chunk_once(pipeline, sink, broker):
@@ -155,9 +156,9 @@ def test_a_cancelled_run_sends_no_more_and_accounts_unsent_records_as_failed(
         if not entered.is_set():
             entered.set()
             release.wait(10)
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = hold_first
+    sink.behave = hold_first
     run = run_create(pipeline=pipeline, trigger="api")
     assert entered.wait(10)
     run_cancel(run=run)
@@ -165,7 +166,7 @@ def test_a_cancelled_run_sends_no_more_and_accounts_unsent_records_as_failed(
     run = wait_for_run(run)
     assert run.state == RunState.CANCELLED
     assert (run.records_total, run.records_delivered, run.records_failed) == (50, 10, 40)
-    assert len(sink.received) == 1
+    assert len(sink.requests) == 1
     reasons = set(RecordFailure.objects.filter(run=run).values_list("reason", flat=True))
     assert reasons == {delivery.CANCELLED_REASON}
     assert not RunChunk.objects.filter(run=run, state=ChunkState.PENDING).exists()
@@ -180,7 +181,7 @@ def test_a_queued_run_cancelled_before_any_worker_sends_nothing(pipeline, sink, 
         run = wait_for_run(run)
     finally:
         worker.stop()
-    assert (run.state, run.records_failed, sink.received) == (RunState.CANCELLED, 50, [])
+    assert (run.state, run.records_failed, sink.requests) == (RunState.CANCELLED, 50, [])
 
 
 def test_retry_failed_sends_exactly_the_failed_records_again(pipeline, sink, worker):
@@ -188,13 +189,13 @@ def test_retry_failed_sends_exactly_the_failed_records_again(pipeline, sink, wor
 
     def refuse_7(request):
         ids = {record["id"] for record in request.json()}
-        return (422, {}, b"no") if refusing["on"] and 7 in ids else (200, {}, b"{}")
+        return Answer(422, b"no") if refusing["on"] and 7 in ids else Answer(200, b"{}")
 
-    sink.respond = refuse_7
+    sink.behave = refuse_7
     first = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert (first.records_delivered, first.records_failed) == (40, 10)
     refusing["on"] = False
-    sink.received.clear()
+    sink.clear()
     retry = wait_for_run(run_retry_failed(run=first))
     assert (retry.trigger, retry.state, retry.records_total) == ("retry", RunState.SUCCEEDED, 10)
     assert _ids_per_request(sink) == [tuple(range(1, 11))]
@@ -209,12 +210,12 @@ def test_delivered_plus_failed_equals_total_with_mixed_outcomes(org_a, sink, wor
     def mixed(request):
         ids = {record["id"] for record in request.json()}
         if ids & {3, 4, 41}:
-            return 400, {}, b"bad"
+            return Answer(400, b"bad")
         if ids & {20}:
-            return 503, {}, b"down"
-        return 200, {}, b"{}"
+            return Answer(503, b"down")
+        return Answer(200, b"{}")
 
-    sink.respond = mixed
+    sink.behave = mixed
     run = wait_for_run(run_create(pipeline=pipeline, trigger="api"))
     assert run.records_delivered + run.records_failed == run.records_total == 60
     assert RecordFailure.objects.filter(run=run).count() == run.records_failed
@@ -240,7 +241,7 @@ def test_a_run_that_keeps_losing_its_worker_gives_up_and_fails_only_unsent_recor
     run.refresh_from_db()
     assert (run.resumes, run.state) == (4, RunState.PARTIALLY_FAILED)
     assert (run.records_delivered, run.records_failed, run.records_total) == (10, 40, 50)
-    assert len(sink.received) == 1
+    assert len(sink.requests) == 1
     reason = RecordFailure.objects.filter(run=run).first().reason
     assert "interrupted 4 times" in reason
 
@@ -254,9 +255,9 @@ def test_a_slow_worker_whose_lease_was_taken_counts_nothing_and_the_chunk_is_res
         if not entered.is_set():
             entered.set()
             release.wait(10)
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = hold_first
+    sink.behave = hold_first
     run = run_create(pipeline=pipeline, trigger="api")
     broker.flush_all()
 
@@ -286,7 +287,7 @@ def test_a_slow_worker_whose_lease_was_taken_counts_nothing_and_the_chunk_is_res
     finally:
         worker.stop()
     assert (run.records_total, run.records_delivered, run.records_failed) == (50, 50, 0)
-    first_chunk = [r for r in sink.received if r.json()[0]["id"] == 1]
+    first_chunk = [r for r in sink.requests if r.json()[0]["id"] == 1]
     assert len(first_chunk) == 2
     assert first_chunk[0].header("Idempotency-Key") == first_chunk[1].header("Idempotency-Key")
 
@@ -311,16 +312,16 @@ def test_a_cancel_interrupts_a_retry_wait_instead_of_sleeping_through_it(
     import time
 
     settings.RUN_HEARTBEAT_TIMEOUT_SECONDS = 5  # heartbeat (and cancel check) every 1.25 s
-    sink.respond = lambda request: (503, {"Retry-After": "5"}, b"later")
+    sink.behave = lambda request: Answer(503, b"later", (("Retry-After", "5"),))
     run = run_create(pipeline=pipeline, trigger="api")
     deadline = time.monotonic() + 10
-    while not sink.received and time.monotonic() < deadline:
+    while not sink.requests and time.monotonic() < deadline:
         time.sleep(0.02)
     started = time.monotonic()
     run_cancel(run=run)
     run = wait_for_run(run)
     assert time.monotonic() - started < 4
-    assert (run.state, run.records_failed, len(sink.received)) == (RunState.CANCELLED, 50, 1)
+    assert (run.state, run.records_failed, len(sink.requests)) == (RunState.CANCELLED, 50, 1)
     assert set(RecordFailure.objects.values_list("reason", flat=True)) == {
         delivery.CANCELLED_REASON
     }

@@ -12,7 +12,7 @@ from django.db import connection
 from pipelines.models import Pipeline, Run, RunState
 from pipelines.scheduler import scheduler_loop, scheduler_tick
 from pipelines.services import pipeline_update
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source
+from tests.support.delivery import make_destination, make_pipeline, make_source
 
 EVERY_DAY_7_PARIS = {"cron": "0 7 * * *", "timezone": "Europe/Paris"}
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from ingest.models import IdempotencyKey
 from ingest.services import records_ingest
 from pipelines.scheduler import scheduler_tick
-from tests.pipelines.conftest import make_records, make_source
+from tests.support.delivery import make_records, make_source
 
 pytestmark = pytest.mark.django_db
 

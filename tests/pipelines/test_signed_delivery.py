@@ -14,7 +14,7 @@ from pipelines import delivery
 from pipelines.models import RunState
 from pipelines.probe import destination_test
 from pipelines.services import run_create
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source
+from tests.support.delivery import make_destination, make_pipeline, make_source
 from tests.support.sink import Sink, fail_ids, first, status
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ import pytest
 from pipelines import delivery
 from pipelines.models import RunState
 from pipelines.services import run_create, run_retry_failed
-from tests.pipelines.conftest import (
+from tests.support.delivery import (
     ingest,
     make_destination,
     make_pipeline,

@@ -22,7 +22,8 @@ from django.db import connection
 from pipelines.models import ChunkState, RecordFailure, RunChunk, RunState
 from pipelines.scheduler import scheduler_tick
 from pipelines.services import run_create
-from tests.pipelines.conftest import make_destination, make_pipeline, make_source
+from tests.support.delivery import make_destination, make_pipeline, make_source
+from tests.support.sink import Answer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +120,7 @@ def _assert_accounted_exactly_once(run, sink, total: int) -> None:
     assert not RecordFailure.objects.filter(run=run).exists()
     assert not RunChunk.objects.filter(run=run, state=ChunkState.PENDING).exists()
     keys_by_id: dict[int, set[str]] = {}
-    for request in sink.received:
+    for request in sink.requests:
         body = request.json()
         for record in body if isinstance(body, list) else [body]:
             keys_by_id.setdefault(record["id"], set()).add(request.header("Idempotency-Key"))
@@ -132,7 +133,7 @@ def _kill_twice_then_finish(run, sink, workers, steps: tuple[int, int]) -> None:
     for received in steps:
         worker = workers.start()
         _wait(
-            lambda n=received: len(sink.received) >= n,
+            lambda n=received: len(sink.requests) >= n,
             timeout=60,
             tick=True,
             what=f"{received} requests at the sink",
@@ -150,9 +151,9 @@ def _kill_twice_then_finish(run, sink, workers, steps: tuple[int, int]) -> None:
 def test_batch_run_survives_workers_killed_mid_run(org_a, sink, workers):
     def slow(request):
         time.sleep(0.15)
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = slow
+    sink.behave = slow
     destination = make_destination(org_a, sink.url, batch_size=10)
     pipeline = make_pipeline(org_a, make_source(org_a, count=200), destination)
     run = run_create(pipeline=pipeline, trigger="api")
@@ -165,9 +166,9 @@ def test_single_run_survives_workers_killed_mid_run(org_a, sink, workers):
 
     def slow(request):
         time.sleep(0.03)
-        return 200, {}, b"{}"
+        return Answer(200, b"{}")
 
-    sink.respond = slow
+    sink.behave = slow
     destination = make_destination(org_a, sink.url, write_mode="single", max_concurrency=2)
     pipeline = make_pipeline(org_a, make_source(org_a, count=150), destination)
     run = run_create(pipeline=pipeline, trigger="api")
@@ -183,9 +184,9 @@ def test_a_waiting_run_whose_worker_was_killed_is_resumed_on_time(org_a, sink, w
 
     def first_503(request):
         times.append(time.time())
-        return next(answers, 200), {}, b"{}"
+        return Answer(next(answers, 200), b"{}")
 
-    sink.respond = first_503
+    sink.behave = first_503
     destination = make_destination(org_a, sink.url, batch_size=50)
     pipeline = make_pipeline(org_a, make_source(org_a, count=50), destination)
     run = run_create(pipeline=pipeline, trigger="api")

@@ -19,8 +19,8 @@ import requests
 from pipelines.models import Run, RunState
 from pipelines.services import pipeline_create
 from tests.reliability.processes import Children, OwnRedis, child_env, free_port, wait_for
-from tests.reliability.sink import LoopbackSink
 from tests.support.factories import build_world
+from tests.support.sink import Sink
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -46,7 +46,7 @@ def children(tmp_path):
 def test_runs_triggered_while_the_broker_is_down_are_all_executed_when_it_returns(
     org_a, member, own_redis, children
 ):
-    with LoopbackSink() as sink:
+    with Sink() as sink:
         world = build_world(org_a, member_user=member, sink_url=sink.url)
         pipelines = [world.pipeline] + [
             pipeline_create(

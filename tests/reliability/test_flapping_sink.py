@@ -21,8 +21,8 @@ import pytest
 from pipelines import delivery
 from pipelines.models import RecordFailure, RunState
 from pipelines.services import run_create
-from tests.reliability.sink import DROP, Answer, LoopbackSink, SinkRequest
 from tests.support.factories import build_world
+from tests.support.sink import DROP, Answer, Sink, SinkRequest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 
@@ -74,7 +74,7 @@ def test_every_record_is_delivered_through_a_flapping_sink(
     org_a, member, fast_retries, write_mode, seed
 ):
     flapping = Flapping(seed, timeout=1)
-    with LoopbackSink(flapping) as sink:
+    with Sink(flapping) as sink:
         world = build_world(org_a, member_user=member, sink_url=sink.url)
         destination = world.destination.destination
         destination.write_mode = write_mode

@@ -22,7 +22,6 @@ from osmos.tenancy.models import ApiToken, Membership, Role
 from pipelines import delivery
 from pipelines.models import RecordFailure, RequestLog
 from pipelines.services import run_create
-from tests.reliability.sink import Answer, LoopbackSink
 from tests.reliability.test_tenant_isolation_sweep import (
     ADMIN_SESSION_ROUTES,
     PUBLIC_ROUTES,
@@ -32,6 +31,7 @@ from tests.reliability.test_tenant_isolation_sweep import (
 from tests.support.factories import HEADER_SECRET, build_world, make_user
 from tests.support.schemas import IDS as SCHEMA
 from tests.support.schemas import id_records as schema_records
+from tests.support.sink import Answer, Sink
 
 
 class Evidence:
@@ -130,7 +130,7 @@ def test_header_values_never_appear_outside_the_request_to_the_customer(
     settings.DELIVERY_QUICK_RETRY_SECONDS = 0
     member_user = make_user("m@a.example")
     Membership.objects.create(user=member_user, organization=org_a, role=Role.MEMBER)
-    with LoopbackSink() as sink:
+    with Sink() as sink:
         # The sink refuses records whose id ends in 2, and echoes nothing of the request.
         sink.behave = lambda r: (
             Answer(400, b'{"error": "bad record"}') if b"2," in r.body else Answer()

@@ -117,6 +117,7 @@ def _values_for(route: Route, world: TenantWorld) -> list[dict[str, str]]:
         "notifications": [str(world.notification.pk)],
         "invitations": [str(world.invitation.pk)],
         "records": ["1"],
+        "move-to": [str(world.source.pk), str(world.destination.pk)],
     }
     fillings: list[dict[str, str]] = [{}]
     for param, segment in zip(route.params, route.segments_before, strict=True):

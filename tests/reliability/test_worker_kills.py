@@ -25,9 +25,9 @@ from ingest.services import records_ingest
 from pipelines.models import RecordFailure, Run, RunState
 from pipelines.services import run_create
 from tests.reliability.processes import Children, OwnRedis, child_env, free_port, wait_for
-from tests.reliability.sink import Answer, LoopbackSink
 from tests.support.factories import build_world
 from tests.support.schemas import id_records as schema_records
+from tests.support.sink import Answer, Sink
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -83,7 +83,7 @@ def test_a_run_survives_repeated_worker_kills(
         DELIVERY_SINGLE_CHUNK_RECORDS="20",
     )
     delay = 0.06 if write_mode == "batch" else 0.02
-    with LoopbackSink(_slow_and_sometimes_503(len(steps), delay)) as sink:
+    with Sink(_slow_and_sometimes_503(len(steps), delay)) as sink:
         world = build_world(org_a, member_user=member, sink_url=sink.url)
         records_ingest(
             source=world.source.source,

@@ -12,7 +12,15 @@ from connectors.services import connector_create
 from ingest.models import Record
 from osmos.notifications.models import Notification
 from osmos.notifications.services import notify
-from pipelines.models import Pipeline, RecordFailure, RequestLog, Run, RunState, SyncMode
+from pipelines.models import (
+    Pipeline,
+    RecordFailure,
+    RequestLog,
+    RequestTemplate,
+    Run,
+    RunState,
+    SyncMode,
+)
 from pipelines.retention import passed_sequence, retention_purge
 
 SCHEMA = [{"name": "id", "type": "integer", "nullable": False}]
@@ -155,6 +163,15 @@ def _old_run(org_a, pipeline, *, finished_days_ago: int) -> Run:
         )
         for i in range(1, 251)
     )
+    RequestTemplate.objects.create(
+        organization=org_a,
+        run=run,
+        valid_from=run.finished_at,
+        method="POST",
+        url="https://crm.example.com/hook",
+        write_mode="single",
+        headers=[["Authorization", "••••1234"]],
+    )
     return run
 
 
@@ -167,6 +184,8 @@ def test_logs_and_failures_of_old_runs_go_and_records_they_can_retry_stay(
     old = _old_run(org_a, pipeline, finished_days_ago=45)
     report = retention_purge()
     assert report.deleted["request_logs"] == 250
+    assert report.deleted["request_templates"] == 1
+    assert list(RequestTemplate.objects.values_list("run_id", flat=True)) == [recent.pk]
     assert report.deleted["failures"] == 1
     assert RequestLog.objects.filter(run=old).count() == 0
     assert RequestLog.objects.filter(run=recent).count() == 250

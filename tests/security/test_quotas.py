@@ -8,11 +8,11 @@ import json
 
 import pytest
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.test import Client
 
 from connectors.services import connector_create
 from ingest.models import Record
+from osmos.errors import InvalidInput
 from pipelines.limits import fires_every_minute
 from pipelines.services import pipeline_update
 from tests.support.factories import make_destination, make_pipeline, make_source
@@ -130,13 +130,13 @@ def test_the_minutely_pipelines_of_an_organization_are_capped(org_a, org_b, sett
     every_minute = {"cron": "* * * * *", "timezone": "UTC"}
     make_pipeline(org_a, source, destination, name="P1", schedule=every_minute)
     make_pipeline(org_a, source, destination, name="P2", schedule=every_minute)
-    with pytest.raises(ValidationError, match="every minute") as refused:
+    with pytest.raises(InvalidInput, match="every minute") as refused:
         make_pipeline(org_a, source, destination, name="P3", schedule=every_minute)
-    assert "schedule" in refused.value.message_dict
+    assert [error.field for error in refused.value.errors] == ["schedule"]
     slower = make_pipeline(
         org_a, source, destination, name="P3", schedule={"cron": "*/5 * * * *", "timezone": "UTC"}
     )
-    with pytest.raises(ValidationError, match="every minute"):
+    with pytest.raises(InvalidInput, match="every minute"):
         pipeline_update(pipeline=slower, schedule=every_minute)
     make_pipeline(org_a, source, destination, name="P4", schedule=every_minute, enabled=False)
     source_b = _source(org_b)

@@ -16,6 +16,13 @@ CONTACTS = _schema(
 )
 # Orders with an optional amount (ingest tests).
 ORDERS = _schema(("id", "integer", False), ("email", "string", False), ("amount", "number", True))
+# Orders with a required amount and an optional note; mapped onto ``CRM`` (pipeline tests).
+ORDERS_NOTED = _schema(
+    ("id", "integer", False),
+    ("email", "string", False),
+    ("amount", "number", False),
+    ("note", "string", True),
+)
 # Orders whose amount is required (page tests).
 ORDERS_STRICT = _schema(
     ("id", "integer", False), ("email", "string", False), ("amount", "number", False)
@@ -37,3 +44,11 @@ def order_records(count: int, *, start: int = 0) -> list[dict]:
 def id_records(count: int, *, start: int = 1) -> list[dict]:
     """Records of ``IDS`` with ids ``start`` … ``start+count-1``."""
     return [{"id": i, "email": f"user{i}@example.com"} for i in range(start, start + count)]
+
+
+def noted_order_records(count: int, *, start: int = 1) -> list[dict]:
+    """Records of ``ORDERS_NOTED`` with ids ``start`` … ``start+count-1`` (no note)."""
+    return [
+        {"id": i, "email": f"user{i}@example.com", "amount": i * 1.5, "note": None}
+        for i in range(start, start + count)
+    ]

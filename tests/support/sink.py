@@ -12,9 +12,13 @@ Behaviours are plain functions; the factories below build the common ones and co
 (``for_seconds(5, status(503), then=ok)``). ``sink.refuse_for(seconds)`` stops listening
 (connection refused) and listens again on the same port afterwards.
 
-Every request is kept (``sink.requests``: time, method, path, headers, body, the status
-answered); ``sink.accepted_records()`` gives the records of the requests answered 2xx,
-counting a repeat of an accepted ``Idempotency-Key`` once (a receiver that deduplicates).
+Every request is kept (``sink.requests``: time, method, path, headers, body, client port, the
+status answered); ``sink.records()`` gives the records of every request, ``sink.accepted()``
+the requests answered 2xx and ``sink.accepted_records()`` their records, counting a repeat of
+an accepted ``Idempotency-Key`` once (a receiver that deduplicates). ``sink.clear()`` forgets
+what was received; ``sink.close()`` stops listening for good (connection refused).
+
+The ``sink`` fixtures of the suites wrap this class; it is the only loopback sink of the tests.
 
     with Sink() as sink:
         sink.behave = for_seconds(3, status(503), then=ok)
@@ -140,6 +144,18 @@ def reject_ids(ids: Iterable[int], *, code: int = 200, reason: str = "refused") 
             if record.get("id") in bad
         ]
         return Answer(code, json.dumps({"rejected": rejected}).encode())
+
+    return behave
+
+
+def reject_containing(text: str, *, code: int = 422, otherwise: Behaviour = ok) -> Behaviour:
+    """``code`` for a request whose body contains ``text`` (an API that refuses some emails)."""
+    needle = text.encode()
+
+    def behave(request: SinkRequest) -> Action:
+        if needle in request.body:
+            return Answer(code, b'{"error": "email is not accepted"}')
+        return otherwise(request)
 
     return behave
 
@@ -291,14 +307,29 @@ class Sink:
 
         threading.Thread(target=back, daemon=True).start()
 
+    def records(self) -> list[dict]:
+        """The records of every request received, in order (arrays flattened)."""
+        return [record for request in self.requests for record in request.records()]
+
+    def accepted(self) -> list[SinkRequest]:
+        """The requests answered 2xx, in order."""
+        return [r for r in self.requests if r.answered is not None and 200 <= r.answered < 300]
+
+    def clear(self) -> None:
+        """Forget every request received so far."""
+        with self._state.lock:
+            self._state.requests.clear()
+
+    def close(self) -> None:
+        """Stop listening for good: connecting is refused from now on."""
+        self._stop()
+
     def accepted_records(self) -> list[dict]:
         """The records of every request answered 2xx, a repeated accepted Idempotency-Key
         counted once."""
         seen: set[str | None] = set()
         out: list[dict] = []
-        for request in self.requests:
-            if request.answered is None or not 200 <= request.answered < 300:
-                continue
+        for request in self.accepted():
             key = request.header("Idempotency-Key")
             if key is not None and key in seen:
                 continue

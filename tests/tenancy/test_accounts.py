@@ -52,3 +52,34 @@ def test_password_reset_answers_the_same_for_an_unknown_address(mailoutbox):
     response = Client().post("/password_reset/", {"email": "nobody@x.example"})
     assert response["Location"] == "/password_reset/done/"
     assert mailoutbox == []
+
+
+def test_password_reset_mails_one_address_at_most_the_hourly_limit(
+    owner, member, mailoutbox, settings
+):
+    settings.PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR = 2
+    spellings = [owner.email, owner.email.upper(), owner.email, f" {owner.email} "]
+    answers = [Client().post("/password_reset/", {"email": email}) for email in spellings]
+    assert [a["Location"] for a in answers] == ["/password_reset/done/"] * 4
+    assert [m.to for m in mailoutbox] == [[owner.email]] * 2
+    # Another address has its own count.
+    Client().post("/password_reset/", {"email": member.email})
+    assert mailoutbox[-1].to == [member.email]
+
+
+def _stable_part(page: bytes) -> bytes:
+    """The page without what differs on every response (CSP nonce, CSRF token)."""
+    page = re.sub(rb'nonce="[^"]*"', b"", page)
+    return re.sub(rb'"X-CSRFToken": "[^"]*"', b"", page)
+
+
+def test_password_reset_over_the_limit_answers_as_for_an_unknown_address(
+    owner, mailoutbox, settings
+):
+    settings.PASSWORD_RESET_MAILS_PER_ADDRESS_PER_HOUR = 1
+    Client().post("/password_reset/", {"email": owner.email})
+    limited = Client().post("/password_reset/", {"email": owner.email}, follow=True)
+    unknown = Client().post("/password_reset/", {"email": "nobody@x.example"}, follow=True)
+    assert limited.redirect_chain == unknown.redirect_chain
+    assert _stable_part(limited.content) == _stable_part(unknown.content)
+    assert len(mailoutbox) == 1

@@ -183,3 +183,41 @@ def test_removing_a_member_by_deleting_the_user_revokes_their_tokens(owner, org_
     issued = api_token_create(organization=org_a, name="t", created_by=owner)
     owner.delete()
     assert ApiToken.objects.get(pk=issued.token.pk).revoked_at is not None
+
+
+def test_a_member_leaves_through_the_api_and_their_tokens_are_revoked(owner, member, org_a):
+    token = api_token_create(organization=org_a, name="m", created_by=member, role="member")
+    response = api_for(member).delete(f"/api/v1/members/{membership(member, org_a).pk}/")
+    assert response.status_code == 204
+    assert not Membership.objects.filter(user=member, organization=org_a).exists()
+    token.token.refresh_from_db()
+    assert token.token.revoked_at is not None
+
+
+def test_a_member_cannot_remove_someone_else_through_the_api(owner, admin, member, org_a):
+    response = api_for(member).delete(f"/api/v1/members/{membership(admin, org_a).pk}/")
+    assert response.status_code == 403
+    assert "detail" in response.json()
+    assert Membership.objects.filter(user=admin, organization=org_a).exists()
+
+
+def test_a_member_token_cannot_remove_anyone_not_even_its_creator(owner, member, org_a):
+    """A token is not a person: it cannot leave for its creator."""
+    issued = api_token_create(organization=org_a, name="m", created_by=member, role="member")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    response = client.delete(f"/api/v1/members/{membership(member, org_a).pk}/")
+    assert response.status_code == 403
+    assert Membership.objects.filter(user=member, organization=org_a).exists()
+
+
+def test_the_last_owner_cannot_leave_through_the_api_but_one_of_two_can(owner, admin, org_a):
+    mine = membership(owner, org_a)
+    refused = api_for(owner).delete(f"/api/v1/members/{mine.pk}/")
+    assert refused.status_code == 409
+    assert "owner" in refused.json()["detail"]
+    Membership.objects.filter(user=admin, organization=org_a).update(role=Role.OWNER)
+    assert api_for(owner).delete(f"/api/v1/members/{mine.pk}/").status_code == 204
+    assert list(Membership.objects.filter(organization=org_a).values_list("role", flat=True)) == [
+        Role.OWNER
+    ]

@@ -324,10 +324,24 @@ def test_edit_shows_errors_next_to_fields_and_changes_nothing(owner_page, org_a)
     assert destination.name == "CRM"
 
 
+def schema_post(connector) -> dict:
+    """The duplicate wizard's schema rows as the page posts them, unchanged."""
+    specs = connector.field_specs()
+    return {
+        "direction": connector.direction,
+        "field_key": [f"f{i}" for i in range(len(specs))],
+        "field_name": [name for name, _type, _nullable in specs],
+        "field_type": [type_ for _name, type_, _nullable in specs],
+        "field_nullable": [f"f{i}" for i, (_n, _t, nullable) in enumerate(specs) if nullable],
+    }
+
+
 def test_duplicating_a_source_gives_a_new_url_and_no_records(owner_page, org_a):
     source = make_source(org_a, count=50)
     response = owner_page.post(
-        f"/connectors/{source.pk}/duplicate/", {"name": "Orders copy"}, follow=True
+        f"/connectors/{source.pk}/duplicate/",
+        {"name": "Orders copy", **schema_post(source)},
+        follow=True,
     )
     copy = Connector.objects.get(organization=org_a, name="Orders copy")
     assert copy.field_specs() == source.field_specs()
@@ -337,7 +351,9 @@ def test_duplicating_a_source_gives_a_new_url_and_no_records(owner_page, org_a):
 
 def test_duplicating_with_a_taken_name_shows_the_error(owner_page, org_a):
     source = make_source(org_a)
-    response = owner_page.post(f"/connectors/{source.pk}/duplicate/", {"name": "Orders"})
+    response = owner_page.post(
+        f"/connectors/{source.pk}/duplicate/", {"name": "Orders", **schema_post(source)}
+    )
     assert response.status_code == 400
     assert "already exists" in body(response)
     assert Connector.objects.filter(organization=org_a).count() == 1
