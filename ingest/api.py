@@ -17,7 +17,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from connectors.models import Connector
@@ -26,7 +25,8 @@ from connectors.serializers import ConnectorSerializer
 from ingest.search import BadMatch, parse_match, records_matching
 from ingest.selectors import records_of
 from ingest.services import NotASource, source_save
-from osmos.api import TenantScopedViewSet
+from osmos.api import CursorPagination, TenantScopedViewSet
+from osmos.pagination import requested_page_size
 
 _NOT_A_SOURCE = "Only a source connector stores records."
 
@@ -42,8 +42,6 @@ class RecordCursorPagination(CursorPagination):
 
     ordering = ("sequence",)
     page_size = 50  # = the samples required, so the first page is the sample preview
-    page_size_query_param = "page_size"
-    max_page_size = 1000
 
     def decode_cursor(self, request):
         """DRF's cursor, refused (404 "Invalid cursor", as DRF answers any bad cursor) unless
@@ -91,8 +89,6 @@ class SourceRecordsViewSet(TenantScopedViewSet):
         "bounded scan with a time limit; `search` says whether every record was examined "
         "and `next` (`before=<sequence>`) continues below.",
         parameters=[
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
             OpenApiParameter("match", str, description="`<field>:<JSON value>`"),
             OpenApiParameter("before", int, description="With `match`: search below this."),
         ],
@@ -134,8 +130,7 @@ class SourceRecordsViewSet(TenantScopedViewSet):
         before = params.get("before")
         if before is not None and not before.isdigit():
             raise ValidationError({"before": ["Must be a record sequence."]})
-        size = params.get("page_size", "50")
-        limit = min(int(size), 1000) if size.isdigit() and int(size) > 0 else 50
+        limit = requested_page_size(request, RecordCursorPagination.page_size)
         found = records_matching(
             organization=self.organization,
             connector=connector,

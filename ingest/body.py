@@ -14,6 +14,9 @@ Decisions (also in the README's ingest section):
 - The size limit applies to the body as sent and again to the decompressed body: gzip is
   inflated in bounded steps and abandoned as soon as the output passes the limit, so a gzip
   bomb costs at most the limit in memory and answers 413.
+- A body may come with ``Content-Length`` (checked before reading) or with
+  ``Transfer-Encoding: chunked`` and no length (SPEC §4): read in steps and refused with 413
+  as soon as it passes the limit, without reading the rest (``read_body``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _NDJSON_TYPES = frozenset(
 _GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
 _INFLATE_STEP = 4 * 1024 * 1024  # output bytes per zlib call: bounds memory between checks
 _GZIP_MAGIC = b"\x1f\x8b"
+READ_STEP = 64 * 1024  # bytes per read of a chunked body
 _STARTS_ARRAY = re.compile(rb"[ \t\r\n]*\[")
 
 
@@ -86,17 +90,56 @@ def is_gzip(content_encoding: str | None) -> bool:
 def check_declared_length(content_length: str | None, *, limit: int) -> None:
     """Refuse early (before reading) a body whose declared length is over ``limit``.
 
-    A body without ``Content-Length`` (chunked) is refused (``LengthRequired``): the WSGI
-    server would hand Django an empty stream, and "empty body" would be a misleading answer.
+    A body without ``Content-Length`` passes here: ``read_body`` decides whether it can be read
+    (chunked) or is refused (``LengthRequired``).
     """
     if not content_length:
-        raise LengthRequired("Content-Length is required (chunked bodies are not accepted).")
+        return
     try:
         declared = int(content_length)
     except ValueError:
         raise Malformed("Content-Length is not a number.") from None
     if declared > limit:
         raise _too_large(limit)
+
+
+def read_body(request, *, limit: int) -> bytes:
+    """The raw body of an ingest request, at most ``limit`` bytes (SPEC §4).
+
+    With ``Content-Length`` (already checked against ``limit``), Django reads it. Without, a
+    ``Transfer-Encoding: chunked`` body is read from the WSGI server's stream in
+    ``READ_STEP`` pieces and refused (``TooLarge``) as soon as it passes ``limit``, before the
+    rest is read. Only servers that decode chunked bodies and say so
+    (``wsgi.input_terminated``: gunicorn) hand over such a stream; waitress decodes and buffers
+    the body itself and passes a ``Content-Length``. Django's development server does neither,
+    so there a chunked body is refused (``LengthRequired``), as is a body with no length at all.
+    """
+    meta = request.META
+    if meta.get("CONTENT_LENGTH"):
+        return request.read()
+    if "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        raise LengthRequired(
+            "Content-Length is required (or send the body with Transfer-Encoding: chunked)."
+        )
+    if not meta.get("wsgi.input_terminated"):
+        raise LengthRequired(
+            "This server cannot read chunked bodies (Django's development server): send "
+            "Content-Length, or serve osmos with `manage.py run_embedded` or gunicorn."
+        )
+    return read_capped(meta["wsgi.input"], limit=limit)
+
+
+def read_capped(stream, *, limit: int) -> bytes:
+    """Everything ``stream`` holds, refused (``TooLarge``) once past ``limit`` bytes: at most
+    ``limit`` + ``READ_STEP`` bytes are ever read."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(READ_STEP):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def decode_body(raw: bytes, *, content_encoding: str | None, limit: int) -> bytes:

@@ -2,9 +2,9 @@
 
 A plain Django view, not DRF: no session, no CSRF, no content negotiation, and the body is read
 once as bytes. The token in the URL is the credential, plus the sender's signature when the
-source requires one. Order of checks: token (404), request rate (429), headers (411/413/415),
-signature (401), body and records (400/413/422), storage quota (429). Every answer is JSON;
-errors carry ``detail``.
+source requires one. Order of checks: token (404), request rate (429), headers (413/415), the
+body's length (411; a chunked body is read up to the limit, 413 past it), signature (401), body
+and records (400/413/422), storage quota (429). Every answer is JSON; errors carry ``detail``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import logging
 from dataclasses import dataclass
 
 import orjson
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from connectors.models import SourceSettings
 from connectors.selectors import source_for_ingest_token
+from ingest.body import read_body
 from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
@@ -91,7 +93,7 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         content_length=headers.get("Content-Length"),
         idempotency_key=headers.get("Idempotency-Key"),
     )
-    body = request.read()
+    body = read_body(request, limit=settings.INGEST_MAX_BODY_BYTES)
     seen.body_head = body[:EXCERPT_BYTES]
     # Signatures cover the body as it came over the wire (before gzip decoding), as the
     # senders that sign (GitHub, Shopify, Standard Webhooks libraries) compute them.

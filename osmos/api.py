@@ -8,6 +8,13 @@ again, so a careless narrowing (``Model.objects.all()``) still cannot reach anot
 the queryset: they answer 404 exactly like missing ones. Without an organization the door
 fails closed (401/403), on SQLite as on PostgreSQL.
 
+**Pages.** Every list is paginated by one of the two classes of ``osmos.pagination``
+(``PageNumberPagination`` by default, ``CursorPagination`` where rows keep arriving): one rule,
+``page_size`` from 1 to ``MAX_PAGE_SIZE`` (1,000, SPEC §6), a 400 otherwise.
+
+**Idempotency.** Every ``POST`` of a tenant view may carry ``Idempotency-Key``: the view set's
+``initial`` claims the key and ``dispatch`` stores the answer (``osmos.idempotency``).
+
 **Errors.** Every error of the API is an RFC 9457 problem document
 (``application/problem+json``) with ``type``, ``title``, ``status`` and ``detail``; DRF's
 field keys stay beside them. Services raise ``osmos.errors`` domain errors; ``STATUS_OF``
@@ -29,7 +36,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from osmos import errors
+from osmos import errors, idempotency
+from osmos.pagination import (
+    MAX_PAGE_SIZE,
+    CursorPagination,
+    PageNumberPagination,
+    requested_page_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +69,12 @@ def status_of(error: errors.DomainError, table: dict[type[errors.DomainError], i
         if cls in table:
             return table[cls]
     raise TypeError(f"no HTTP status for {type(error).__name__}")
+
+
+# --- pages: osmos/pagination.py (DRF imports its pagination class while it loads viewsets) ---
+
+# Re-exported: views name ``osmos.api.CursorPagination`` and ``PageNumberPagination``.
+__all__ = ["MAX_PAGE_SIZE", "CursorPagination", "PageNumberPagination", "TenantScopedViewSet"]
 
 
 # --- the tenant door ----------------------------------------------------------------------------
@@ -96,6 +115,34 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
+
+    def paginate_queryset(self, queryset):
+        # The page_size rule holds whatever pagination class a view picks (osmos/pagination.py).
+        requested_page_size(self.request, MAX_PAGE_SIZE)
+        return super().paginate_queryset(queryset)
+
+    # Idempotency-Key on every POST (osmos/idempotency.py): claimed once the caller is known,
+    # answered from the store when it is a retry, completed or released when the view is done.
+    _idempotency_claim: int | None = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self._idempotency_claim = idempotency.claim(request, self.organization)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, idempotency.Replay):
+            return exc.response()
+        return super().handle_exception(exc)
+
+    def dispatch(self, request, *args, **kwargs):
+        self._idempotency_claim = None
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+        except BaseException:
+            idempotency.release(self._idempotency_claim)
+            raise
+        idempotency.complete(self._idempotency_claim, response)
+        return response
 
     def get_queryset(self) -> QuerySet:
         organization = self.organization

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from osmos.api import PROBLEM_CONTENT_TYPE, problem
+
 _EXEMPT_PREFIXES = ("/ingest/",)
 
 
@@ -38,8 +40,11 @@ class BodySizeLimitMiddleware:
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
     detail = f"The request body is larger than the limit of {limit} bytes."
     if request.path.startswith("/api/"):
+        # An RFC 9457 problem like every API error (SPEC §6).
         response: HttpResponse = JsonResponse(
-            {"detail": detail, "max_body_bytes": limit}, status=413
+            problem(413, detail, max_body_bytes=limit),
+            status=413,
+            content_type=PROBLEM_CONTENT_TYPE,
         )
     else:
         response = render(request, "error.html", {"status": 413, "detail": detail}, status=413)

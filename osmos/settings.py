@@ -224,7 +224,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["osmos.tenancy.permissions.IsOrganizationMember"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # page_size 1-1000 on every list, 400 outside (osmos/api.py, SPEC §6).
+    "DEFAULT_PAGINATION_CLASS": "osmos.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "osmos.api.exception_handler",
@@ -313,6 +314,8 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 256 * 1024 * 1024, mini
 INGEST_MAX_RECORDS = env_int("INGEST_MAX_RECORDS", 250_000, minimum=1)
 INGEST_SAMPLES_REQUIRED = 50
 INGEST_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+# Idempotency-Key on API POSTs (osmos/idempotency.py): answers replayed this long.
+API_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # How long an ingest request waits for the connector's lock (held by a concurrent request to
 # the same connector while it writes) before answering 503; PostgreSQL only.
 INGEST_LOCK_TIMEOUT_SECONDS = env_float("INGEST_LOCK_TIMEOUT_SECONDS", 30.0)
@@ -394,6 +397,10 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
 # Every documented API error is an RFC 9457 problem (application/problem+json).
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
+    # The conventions' answers on every operation (401, 403, 404, 413, 415, Idempotency-Key).
+    "osmos.openapi.document_conventions",
+    # The ingest endpoint (a plain Django view) with its bodies, headers and answers.
+    "ingest.openapi.document_ingest",
     "osmos.api.document_problems",
 ]
 # --- Security and limits (issue 14: docs/security.md) -----------------------------------------

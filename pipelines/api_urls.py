@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+from pipelines.failures_api import RunFailuresCsvViewSet
 from pipelines.inspector_api import RunRequestsViewSet
 from pipelines.trace_api import RecordTraceViewSet
 
@@ -14,6 +15,11 @@ router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
     *router.urls,
+    path(
+        "runs/<uuid:pk>/failures/csv/",
+        RunFailuresCsvViewSet.as_view({"get": "failures_csv"}),
+        name="run-failures-csv",
+    ),
     path(
         "runs/<uuid:pk>/requests/",
         RunRequestsViewSet.as_view({"get": "list"}),

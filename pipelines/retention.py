@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from connectors.models import Connector
 from ingest.models import IngestRejection, Record
+from osmos import idempotency
 from osmos.notifications.models import Notification
 from pipelines.models import (
     FINISHED_RUN_STATES,
@@ -72,6 +73,8 @@ def retention_purge(
         ("request_logs", _purge_by_old_runs(RequestLog, cutoff)),
         ("request_templates", _purge_by_old_runs(RequestTemplate, cutoff)),
         ("failures", _purge_by_old_runs(RecordFailure, cutoff)),
+        # The API's Idempotency-Keys past their 24 hours (osmos/idempotency.py).
+        ("api_idempotency_keys", _batches(idempotency.expired_keys(now), "pk")),
     ]
     steps += [
         ("records", _purge_records(source_id, cutoff)) for source_id in _sources_with_pipelines()
