@@ -1,4 +1,5 @@
-"""REST API of pipelines and runs (SPEC §6), and the destination ``test/`` action.
+"""REST API of pipelines and runs (SPEC §6); the destination ``test/`` action is in
+``pipelines.probe_api``, the failures CSV in ``pipelines.failures_csv``.
 
 Views are thin: serializers check the shape of the input, ``pipelines.services`` validates
 and writes. Objects of other organizations are not in any queryset, so they answer 404;
@@ -7,12 +8,9 @@ a connector of another organization named in a pipeline answers 400 "No such con
 
 from __future__ import annotations
 
-import csv
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -24,15 +22,15 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, renderers, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from connectors.models import Connector
 from osmos.api import TenantScopedViewSet, json_error
 from osmos.tenancy.authentication import TokenUser
 from pipelines import selectors, services
+from pipelines.api_examples import FAILURE_EXAMPLE, PIPELINE_EXAMPLE, RUN_EXAMPLE
+from pipelines.failures_csv import CSVRenderer, failures_csv_rows
 from pipelines.models import Pipeline, RecordFailure, Run, RunState, SyncMode, Trigger
-from pipelines.probe import destination_test
 
 # --- serializers --------------------------------------------------------------------------------
 
@@ -144,41 +142,6 @@ class FailureSerializer(serializers.ModelSerializer):
 
 
 _DETAIL = inline_serializer("PipelineDetail", fields={"detail": serializers.CharField()})
-_PIPELINE_EXAMPLE = {
-    "id": "6f1c2b1e-3f0a-4d0e-9a47-1f4f8a0e5b21",
-    "name": "Orders to CRM",
-    "source": "0b6e1b7e-1d7b-4f63-8d3e-9f1a2b3c4d5e",
-    "destination": "8c2d4e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
-    "mapping": {"id": "id", "email": "email", "total": "amount"},
-    "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"},
-    "sync_mode": "incremental",
-    "enabled": True,
-    "next_run_at": "2025-03-02T06:00:00Z",
-    "created_at": "2025-03-01T09:30:00Z",
-    "updated_at": "2025-03-01T09:30:00Z",
-}
-_RUN_EXAMPLE = {
-    "id": "2a4b6c8d-0e1f-4a3b-9c5d-7e9f1a3b5c7d",
-    "pipeline": _PIPELINE_EXAMPLE["id"],
-    "trigger": "api",
-    "state": "partially_failed",
-    "records_total": 1000,
-    "records_delivered": 998,
-    "records_failed": 2,
-    "requests_made": 21,
-    "created_at": "2025-03-01T10:00:00Z",
-    "started_at": "2025-03-01T10:00:01Z",
-    "finished_at": "2025-03-01T10:00:04Z",
-    "waiting_until": None,
-    "last_error": "",
-}
-_FAILURE_EXAMPLE = {
-    "sequence": 42,
-    "record": {"id": 42, "email": "not-an-email", "total": 12.5},
-    "reason": "The destination answered 422 Unprocessable Entity.",
-    "http_status": 422,
-    "response_excerpt": '{"error": "email is invalid"}',
-}
 
 
 def _trigger_of(request) -> str:
@@ -195,12 +158,12 @@ def _provided(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 @extend_schema_view(
     list=extend_schema(
         summary="List pipelines",
-        examples=[OpenApiExample("A pipeline", value=[_PIPELINE_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("A pipeline", value=[PIPELINE_EXAMPLE], response_only=True)],
     ),
     retrieve=extend_schema(
         summary="Get a pipeline",
         responses={200: PipelineSerializer, 404: _DETAIL},
-        examples=[OpenApiExample("A pipeline", value=_PIPELINE_EXAMPLE, response_only=True)],
+        examples=[OpenApiExample("A pipeline", value=PIPELINE_EXAMPLE, response_only=True)],
     ),
 )
 class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -227,14 +190,14 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
                 "Daily at 07:00 in Paris",
                 value={
                     "name": "Orders to CRM",
-                    "source": _PIPELINE_EXAMPLE["source"],
-                    "destination": _PIPELINE_EXAMPLE["destination"],
+                    "source": PIPELINE_EXAMPLE["source"],
+                    "destination": PIPELINE_EXAMPLE["destination"],
                     "mapping": {"id": "id", "email": "email", "total": "amount"},
                     "schedule": {"cron": "0 7 * * *", "timezone": "Europe/Paris"},
                 },
                 request_only=True,
             ),
-            OpenApiExample("Created", value=_PIPELINE_EXAMPLE, response_only=True),
+            OpenApiExample("Created", value=PIPELINE_EXAMPLE, response_only=True),
         ],
     )
     def create(self, request):
@@ -310,7 +273,7 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             OpenApiExample(
                 "Queued",
                 value={
-                    **_RUN_EXAMPLE,
+                    **RUN_EXAMPLE,
                     "state": "queued",
                     "records_total": 0,
                     "records_delivered": 0,
@@ -340,46 +303,6 @@ def _valid(serializer_class, data) -> dict[str, Any]:
 # --- runs ---------------------------------------------------------------------------------------
 
 
-class CSVRenderer(renderers.BaseRenderer):
-    """Only makes ``?format=csv`` acceptable; the view streams the CSV itself."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return orjson.dumps(data)  # errors (404, 403) under ?format=csv
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(text: str) -> str:
-    # A spreadsheet would run "=…" from a customer's API answer as a formula.
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def failures_csv_rows(failures) -> Iterator[str]:
-    """The CSV lines of failure rows, header first; the query is read in batches."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(["sequence", "http_status", "reason", "response_excerpt", "record"])
-    for failure in failures.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                failure.sequence,
-                "" if failure.http_status is None else failure.http_status,
-                _cell(failure.reason),
-                _cell(failure.response_excerpt),
-                orjson.dumps(failure.record).decode(),
-            ]
-        )
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List runs",
@@ -387,17 +310,17 @@ def failures_csv_rows(failures) -> Iterator[str]:
             OpenApiParameter("pipeline", str, description="Only runs of this pipeline (id)."),
             OpenApiParameter("state", str, enum=RunState.values, description="Only this state."),
         ],
-        examples=[OpenApiExample("Runs", value=[_RUN_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("Runs", value=[RUN_EXAMPLE], response_only=True)],
     ),
     retrieve=extend_schema(
         summary="Get a run",
         responses={200: RunSerializer, 404: _DETAIL},
         examples=[
-            OpenApiExample("A run", value=_RUN_EXAMPLE, response_only=True),
+            OpenApiExample("A run", value=RUN_EXAMPLE, response_only=True),
             OpenApiExample(
                 "Waiting",
                 value={
-                    **_RUN_EXAMPLE,
+                    **RUN_EXAMPLE,
                     "state": "waiting",
                     "records_delivered": 400,
                     "records_failed": 0,
@@ -443,7 +366,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         "response_excerpt, record).",
         parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
         responses={200: FailureSerializer(many=True), 404: _DETAIL},
-        examples=[OpenApiExample("A failure", value=[_FAILURE_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("A failure", value=[FAILURE_EXAMPLE], response_only=True)],
     )
     @action(
         detail=True,
@@ -471,7 +394,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         examples=[
             OpenApiExample(
                 "Queued",
-                value={**_RUN_EXAMPLE, "trigger": "retry", "state": "queued"},
+                value={**RUN_EXAMPLE, "trigger": "retry", "state": "queued"},
                 response_only=True,
             )
         ],
@@ -498,91 +421,3 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         except services.PipelineConflict as exc:
             return json_error(exc.message, status.HTTP_409_CONFLICT)
         return Response(RunSerializer(run).data)
-
-
-# --- the destination test action ----------------------------------------------------------------
-
-
-class DestinationTestSerializer(serializers.Serializer):
-    records = serializers.ListField(
-        child=serializers.DictField(),
-        required=False,
-        min_length=1,
-        max_length=10,
-        help_text="Records to send (checked against the destination schema); omitted = "
-        "the first samples of the source of a pipeline into this destination, else records "
-        "made up from the schema.",
-    )
-
-
-class SentRequestSerializer(serializers.Serializer):
-    """The test request as sent: header values of the destination masked, 2 KB of body."""
-
-    method = serializers.CharField()
-    url = serializers.CharField(help_text="With any {{field}} placeholders filled.")
-    headers = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
-    body_excerpt = serializers.CharField(allow_blank=True, help_text="The first 2 KB.")
-
-
-class DestinationTestResultSerializer(serializers.Serializer):
-    ok = serializers.BooleanField()
-    status = serializers.IntegerField(allow_null=True)
-    response_excerpt = serializers.CharField(allow_blank=True)
-    elapsed_ms = serializers.IntegerField()
-    error = serializers.CharField(allow_blank=True)
-    records_sent = serializers.IntegerField()
-    request = SentRequestSerializer(
-        allow_null=True, help_text="Null when the request could not be built (see error)."
-    )
-
-
-class DestinationTestViewSet(TenantScopedViewSet):
-    """``POST /api/v1/connectors/{id}/test/``: one request to a destination, answered inline."""
-
-    serializer_class = DestinationTestResultSerializer
-
-    model = Connector
-
-    @extend_schema(
-        summary="Test a destination",
-        description="Sends sample records once (batch: one array; single: the first record) "
-        "with a short timeout and reports the answer. A destination that cannot be reached "
-        "is `ok: false` with the reason in `error`, not an error of this API.",
-        request=DestinationTestSerializer,
-        responses={200: DestinationTestResultSerializer, 400: _DETAIL, 404: _DETAIL},
-        examples=[
-            OpenApiExample(
-                "Accepted",
-                value={
-                    "ok": True,
-                    "status": 200,
-                    "response_excerpt": '{"received": 3}',
-                    "elapsed_ms": 84,
-                    "error": "",
-                    "records_sent": 3,
-                },
-                response_only=True,
-            ),
-            OpenApiExample(
-                "Unreachable",
-                value={
-                    "ok": False,
-                    "status": None,
-                    "response_excerpt": "",
-                    "elapsed_ms": 3,
-                    "error": "Could not connect to api.example.com: Connection refused.",
-                    "records_sent": 3,
-                },
-                response_only=True,
-            ),
-        ],
-    )
-    def test(self, request, pk=None):
-        connector = self.get_queryset().filter(pk=pk).select_related("destination").first()
-        if connector is None:
-            raise NotFound()
-        if connector.is_source:
-            return json_error("Only a destination can be tested.", status.HTTP_400_BAD_REQUEST)
-        data = _valid(DestinationTestSerializer, request.data if request.data else {})
-        result = destination_test(connector=connector, records=data.get("records"))
-        return Response(DestinationTestResultSerializer(result).data)

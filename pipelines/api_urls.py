@@ -3,9 +3,10 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from pipelines.api import DestinationTestViewSet, PipelineViewSet, RunViewSet
+from pipelines.api import PipelineViewSet, RunViewSet
 from pipelines.failures_api import RunFailuresCsvViewSet
 from pipelines.inspector_api import RunRequestsViewSet
+from pipelines.probe_api import DestinationTestViewSet
 from pipelines.trace_api import RecordTraceViewSet
 
 # Path converters: ids are UUIDs, so anything else is a plain 404 before any view runs.

@@ -2,7 +2,7 @@
 
 The same file as ``failures/?format=csv``, as an operation of its own: a generated client
 (``openapi-python-client``) parses one content type per answer, so the JSON pages and the CSV
-cannot share an operation. Streamed, in batches (``pipelines.api.failures_csv_rows``).
+cannot share an operation. Streamed, in batches (``pipelines.failures_csv``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 
 from osmos.api import TenantScopedViewSet
 from pipelines import selectors
-from pipelines.api import RunSerializer, failures_csv_rows
+from pipelines.api import RunSerializer
+from pipelines.failures_csv import failures_csv_rows
 from pipelines.models import Run
 
 
