@@ -5,11 +5,33 @@ Fixtures only; they are built from ``tests/support`` (tests import helpers from 
 
 from __future__ import annotations
 
+import dramatiq
 import pytest
+from dramatiq.worker import _WorkerMiddleware
 from rest_framework.test import APIClient
 
 from osmos.tenancy.models import Role
+from tests.support.actors import flush_everything
 from tests.support.factories import api_client, make_member, make_org, make_token
+
+
+@pytest.fixture(autouse=True)
+def _forget_stopped_workers():
+    """No test inherits the messages or the workers of another.
+
+    Every ``dramatiq.Worker`` adds a middleware to the broker that ``stop()`` leaves behind;
+    when a queue is declared later (a module imported by a later test), each stopped worker
+    left in the list starts a consumer that takes messages into its dead work queue. And a
+    worker stopped while holding messages leaves them counted as unfinished. Either way a
+    later ``broker.join`` waits for messages nobody will process (``flush_everything``)."""
+    yield
+    broker = dramatiq.get_broker()
+    flush_everything(broker)
+    broker.middleware[:] = [
+        m
+        for m in broker.middleware
+        if not isinstance(m, _WorkerMiddleware) or any(t.is_alive() for t in m.worker.workers)
+    ]
 
 
 @pytest.fixture(autouse=True)
