@@ -41,8 +41,8 @@ from connectors.models import (
 )
 from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
 from ingest import body as ingest_body
-from ingest import quotas
-from ingest.models import IdempotencyKey, Record
+from ingest import group_commit, quotas, token_cache
+from ingest.models import IdempotencyKey
 from ingest.storage import RecordRejected, records_insert
 from osmos.errors import (
     Conflict,
@@ -123,6 +123,7 @@ def records_ingest(
     content_type: str | None,
     content_encoding: str | None,
     idempotency_key: str | None,
+    token_hash: str | None = None,
 ) -> IngestResult:
     """Validate a request body and store all of its records, or none.
 
@@ -132,9 +133,13 @@ def records_ingest(
 
     Returns the 200 answer ``{"accepted", "sample_count", "state"}``, or the stored answer of
     an earlier request with the same ``idempotency_key`` (``replayed``).
+    ``token_hash`` (the endpoint's, from ``token_cache.source_for_token``): the records are
+    stored only if that token still opens the source, and the source's sender-verification
+    settings are still those of ``source``, when the transaction takes the connector's lock.
     Raises ``Malformed`` (body or header), ``TooLarge`` (too large, too many records),
     ``UnsupportedFormat`` (content type or encoding), ``InvalidInput`` (invalid records, with
-    ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted).
+    ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted, or
+    the token no longer opens it), ``SourceChanged`` (verification settings changed).
     Raises ``django.db.DatabaseError`` when the database fails; nothing is stored then either.
     """
     kind = ingest_body.body_kind(content_type)
@@ -151,7 +156,18 @@ def records_ingest(
     records = _valid_records(source.connector, data, kind)
     organization_id = source.connector.organization_id
     quotas.check_storage_quota(organization_id=organization_id, adding=len(records))
-    result = _store(source=source, records=records, key=key, request_hash=request_hash)
+    try:
+        result = _store(
+            source=source,
+            records=records,
+            key=key,
+            request_hash=request_hash,
+            token_hash=token_hash,
+        )
+    except (Missing, SourceChanged):
+        if token_hash is not None:
+            token_cache.forget(token_hash)
+        raise
     if not result.replayed:
         quotas.count_stored(organization_id=organization_id, added=len(records))
     return result
@@ -248,7 +264,12 @@ def _invalid_records(errors: list[RecordError], error_total: int) -> InvalidInpu
 
 
 def _store(
-    *, source: SourceSettings, records: list[bytes], key: str | None, request_hash: str
+    *,
+    source: SourceSettings,
+    records: list[bytes],
+    key: str | None,
+    request_hash: str,
+    token_hash: str | None,
 ) -> IngestResult:
     """Insert ``records`` under the connector's lock, in one transaction.
 
@@ -264,7 +285,7 @@ def _store(
     run has already moved its cursor past it: that record would never be sent.
     """
     if not key and connection.vendor == "postgresql" and len(records) <= SMALL_REQUEST_RECORDS:
-        return _store_small(source=source, records=records)
+        return _store_small(source=source, records=records, token_hash=token_hash)
     organization_id = source.connector.organization_id
     with transaction.atomic():
         _limit_lock_wait()
@@ -273,6 +294,8 @@ def _store(
             raise _deleted()
         # One clock reading per request, taken under the lock so received_at follows sequence.
         now = timezone.now()
+        if token_hash is not None:
+            _check_still_open(locked, checked=source, token_hash=token_hash, now=now)
         if key:
             # A concurrent duplicate waited for our lock: it finds the key the first one stored.
             stored = _live_key(connector_id=locked.connector_id, key=key, now=now)
@@ -312,70 +335,62 @@ def _store(
     return IngestResult(status=200, body=answer)
 
 
-# Up to this many records (and no Idempotency-Key), a request is stored by one statement.
+# Up to this many records (and no Idempotency-Key), a request is stored by the group commit.
 SMALL_REQUEST_RECORDS = 1000
 
-# The same steps as ``_store`` in one round trip: the UPDATE takes the connector's row lock
-# (exactly like ``SELECT … FOR UPDATE``) and hands out the numbers, the INSERT uses them.
-# Many small requests to one connector queue on that lock; holding it for one statement and
-# the commit instead of four round trips is what lets them keep up (bench-ingest-small).
-# A data-modifying CTE always runs to completion, whether or not the final SELECT reads it.
-_SMALL_INSERT = """
-WITH taken AS (
-    UPDATE {sources}
-       SET last_sequence = last_sequence + %(count)s,
-           record_count = record_count + %(count)s,
-           state = CASE WHEN state = %(awaiting)s AND record_count + %(count)s >= %(required)s
-                        THEN %(ready)s ELSE state END
-     WHERE connector_id = %(connector)s
- RETURNING last_sequence - %(count)s AS before, record_count, state, clock_timestamp() AS at
-), inserted AS (
-    INSERT INTO {records} (organization_id, connector_id, sequence, received_at, data)
-    SELECT %(organization)s, %(connector)s, taken.before + item.n, taken.at, item.data::jsonb
-      FROM taken, unnest(%(data)s::text[]) WITH ORDINALITY AS item(data, n)
-)
-SELECT record_count, state FROM taken
-"""
 
-
-def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResult:
-    """``_store`` for a small request without an idempotency key, on PostgreSQL."""
-    sql = _SMALL_INSERT.format(
-        sources=connection.ops.quote_name(SourceSettings._meta.db_table),
-        records=connection.ops.quote_name(Record._meta.db_table),
+def _store_small(
+    *, source: SourceSettings, records: list[bytes], token_hash: str | None
+) -> IngestResult:
+    """``_store`` for a small request without an idempotency key, on PostgreSQL: its records
+    join this process's group commit (``ingest.group_commit``), which stores them with the
+    other requests waiting at that moment in one transaction, in one round trip."""
+    pending = group_commit.Pending(
+        connector_id=source.connector_id,
+        organization_id=source.connector.organization_id,
+        records=[record.decode() for record in records],
+        token_hash=token_hash,
+        verification=token_cache.verification_of(source),
     )
-    params = {
-        "count": len(records),
-        "awaiting": SourceState.AWAITING_SAMPLES,
-        "required": settings.INGEST_SAMPLES_REQUIRED,
-        "ready": SourceState.READY,
-        "connector": source.connector_id,
-        "organization": source.connector.organization_id,
-        "data": [record.decode() for record in records],
-    }
-    # One round trip, one transaction: Django's psycopg cursors bind parameters client-side
-    # and send several statements as one simple query, which PostgreSQL runs as a single
-    # implicit transaction in autocommit mode (the SET LOCAL included). So the connector's
-    # lock is held for the statement and the commit only, never across a round trip to
-    # this process.
-    lock_timeout = f"SET LOCAL lock_timeout = {_lock_timeout_ms()};"
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(lock_timeout + sql, params)
-            cursor.nextset()  # past the SET's empty result, to the SELECT's row
-            row = cursor.fetchone()
+        answer = group_commit.committer.store(pending)
+    except group_commit.ConnectorGone:
+        raise _token_dead() from None
+    except group_commit.VerificationChanged:
+        raise SourceChanged() from None
     except DataError as exc:  # the validator refuses what jsonb would; kept as a last guard
         message = f"the database refused a record: {str(exc).splitlines()[0]}"
         raise _invalid_records([RecordError(index=0, field=None, message=message)], 1) from None
-    if row is None:
-        raise _deleted()
-    record_count, state = row
-    answer = {"accepted": len(records), "sample_count": record_count, "state": state}
     return IngestResult(status=200, body=answer)
 
 
 def _deleted() -> Missing:
     return Missing("Unknown ingest URL (the connector was deleted).")
+
+
+def _token_dead() -> Missing:
+    return Missing("Unknown ingest URL (the token was rotated or the connector deleted).")
+
+
+class SourceChanged(Conflict):
+    """The source's sender-verification settings changed while the request was processed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The source's sender verification changed while this request was processed. "
+            "Nothing was stored; send the request again."
+        )
+
+
+def _check_still_open(
+    locked: SourceSettings, *, checked: SourceSettings, token_hash: str, now: datetime
+) -> None:
+    """Refuse the write when the token no longer opens the locked source, or its
+    verification settings are not those the request was checked against."""
+    if not token_cache.token_opens(locked, token_hash=token_hash, now=now):
+        raise _token_dead()
+    if token_cache.verification_of(locked) != token_cache.verification_of(checked):
+        raise SourceChanged()
 
 
 def _limit_lock_wait() -> None:

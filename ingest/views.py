@@ -23,8 +23,10 @@ from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
 from ingest.services import check_request_headers, records_ingest, sender_verify
+from ingest.token_cache import source_for_token
 from osmos.errors import DomainError
 from osmos.observability import metrics
+from osmos.tenancy.models import hash_secret
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,12 @@ class _Seen:
 
 
 def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
-    source = source_for_ingest_token(token=token)
+    headers = request.headers
+    if headers.get("Idempotency-Key") is None:
+        # Remembered per process for a few seconds; the write checks the token again.
+        source, token_hash = source_for_token(token=token)
+    else:
+        source, token_hash = source_for_ingest_token(token=token), hash_secret(token)
     seen.source = source
     if source is None:
         return JsonResponse(
@@ -84,7 +91,6 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         )
     check_request_rate(connector_id=source.connector_id)
     seen.rate_checked = True
-    headers = request.headers
     check_request_headers(
         content_type=headers.get("Content-Type"),
         content_encoding=headers.get("Content-Encoding"),
@@ -102,6 +108,7 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         content_type=headers.get("Content-Type"),
         content_encoding=headers.get("Content-Encoding"),
         idempotency_key=headers.get("Idempotency-Key"),
+        token_hash=token_hash,
     )
     response = JsonResponse(result.body, status=result.status)
     if result.replayed:
