@@ -139,7 +139,8 @@ def records_ingest(
     Raises ``Malformed`` (body or header), ``TooLarge`` (too large, too many records),
     ``UnsupportedFormat`` (content type or encoding), ``InvalidInput`` (invalid records, with
     ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted, or
-    the token no longer opens it), ``SourceChanged`` (verification settings changed).
+    the token no longer opens it), ``VerificationChanged`` (verification
+    settings changed).
     Raises ``django.db.DatabaseError`` when the database fails; nothing is stored then either.
     """
     kind = ingest_body.body_kind(content_type)
@@ -164,7 +165,7 @@ def records_ingest(
             request_hash=request_hash,
             token_hash=token_hash,
         )
-    except (Missing, SourceChanged):
+    except (Missing, token_cache.VerificationChanged):
         if token_hash is not None:
             token_cache.forget(token_hash)
         raise
@@ -357,7 +358,7 @@ def _store_small(
     except group_commit.ConnectorGone:
         raise _token_dead() from None
     except group_commit.VerificationChanged:
-        raise SourceChanged() from None
+        raise token_cache.VerificationChanged() from None
     except DataError as exc:  # the validator refuses what jsonb would; kept as a last guard
         message = f"the database refused a record: {str(exc).splitlines()[0]}"
         raise _invalid_records([RecordError(index=0, field=None, message=message)], 1) from None
@@ -372,16 +373,6 @@ def _token_dead() -> Missing:
     return Missing("Unknown ingest URL (the token was rotated or the connector deleted).")
 
 
-class SourceChanged(Conflict):
-    """The source's sender-verification settings changed while the request was processed."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The source's sender verification changed while this request was processed. "
-            "Nothing was stored; send the request again."
-        )
-
-
 def _check_still_open(
     locked: SourceSettings, *, checked: SourceSettings, token_hash: str, now: datetime
 ) -> None:
@@ -390,7 +381,7 @@ def _check_still_open(
     if not token_cache.token_opens(locked, token_hash=token_hash, now=now):
         raise _token_dead()
     if token_cache.verification_of(locked) != token_cache.verification_of(checked):
-        raise SourceChanged()
+        raise token_cache.VerificationChanged()
 
 
 def _limit_lock_wait() -> None:

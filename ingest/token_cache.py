@@ -7,17 +7,20 @@ its records once the group commit (``ingest.group_commit``) shares the commit
 samples, the store 24-32%). With the lookup remembered, a request that joins another's
 flush does not touch the database at all.
 
-Why it is safe: the lookup is only a hint. Every write checks again, in the transaction
-that stores the records and under the connector's row lock, that the token still opens the
-source (the current token, or the previous one within its grace period) and that the
-sender-verification settings the request was checked against are still the source's (see
-``token_opens`` and ``group_commit._STORE_SQL``). A rotated or revoked token, a deleted
-connector or a changed verification setting therefore never stores a record, exactly as
-before. What the remembered lookup can change: for at most ``TOKEN_CACHE_SECONDS`` after a
-rotation, a request with the old token that is refused anyway (invalid records, rate,
-signature) is answered with that refusal rather than ``404``; and a request checked against
-verification settings that changed meanwhile is refused with ``409`` ("send it again").
-Unknown tokens are never remembered (each one is looked up, as before).
+Why it is safe: the lookup is only a hint, checked again wherever it could matter.
+- Every write checks, in the transaction that stores the records and under the connector's
+  row lock, that the token still opens the source (the current token, or the previous one
+  within its grace period) and that the sender-verification settings the request was
+  checked against are still the source's (``token_opens``, ``group_commit._STORE_SQL``).
+  A rotated token, a deleted connector or a changed verification setting therefore never
+  stores a record (stricter than before: the lookup and the write used to be separate).
+- Every refusal decided with a remembered lookup is confirmed by a fresh lookup before it
+  is answered (``refusal_confirmed``): a dead token is answered ``404`` and nothing is
+  written down for it, exactly as before.
+The one visible difference: a request checked against verification settings that changed
+meanwhile (a race the old code lost silently, checking the signature against settings
+already replaced) is refused with ``409`` ("send it again"). Unknown tokens are never
+remembered, and requests with an ``Idempotency-Key`` are always looked up afresh.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.models import SourceSettings
 from connectors.selectors import source_for_ingest_token
+from osmos.errors import Conflict, DomainError, Missing
 from osmos.tenancy.models import hash_secret
 
 # How long a process trusts a looked-up token before reading it again.
@@ -40,10 +45,20 @@ _lock = threading.Lock()
 _remembered: dict[str, tuple[float, SourceSettings]] = {}
 
 
-def source_for_token(*, token: str) -> tuple[SourceSettings | None, str]:
-    """The source the ingest ``token`` opens (or None), and the token's hash.
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What ``source_for_token`` found: ``source`` (None: the token opens none), the token's
+    hash (the write checks it again) and whether the source was ``remembered`` (then a
+    refusal must be confirmed, see ``refusal_confirmed``)."""
 
-    The hash goes with the request to the write, which checks it again (``auth_matches``).
+    source: SourceSettings | None
+    token_hash: str
+    remembered: bool
+
+
+def source_for_token(*, token: str) -> Lookup:
+    """The source the ingest ``token`` opens, remembered for ``TOKEN_CACHE_SECONDS``.
+
     Each caller gets its own copy of the source: callers may change its fields.
     """
     token_hash = hash_secret(token)
@@ -51,16 +66,45 @@ def source_for_token(*, token: str) -> tuple[SourceSettings | None, str]:
     with _lock:
         found = _remembered.get(token_hash)
     if found is not None and found[0] > now:
-        return copy.copy(found[1]), token_hash
+        return Lookup(copy.copy(found[1]), token_hash, remembered=True)
     source = source_for_ingest_token(token=token)
     if source is None:
         forget(token_hash)
-        return None, token_hash
+        return Lookup(None, token_hash, remembered=False)
     with _lock:
         if len(_remembered) >= TOKEN_CACHE_SIZE:
             del _remembered[next(iter(_remembered))]
         _remembered[token_hash] = (now + TOKEN_CACHE_SECONDS, copy.copy(source))
-    return source, token_hash
+    return Lookup(source, token_hash, remembered=False)
+
+
+def refusal_confirmed(
+    refused: DomainError, *, token: str, checked: SourceSettings
+) -> tuple[DomainError, SourceSettings | None]:
+    """The refusal to answer for a request refused with a remembered lookup, and its source.
+
+    A refusal stands only if the token still opens the source with the verification settings
+    the request was ``checked`` against: looked up afresh, a dead token is ``Missing`` (404,
+    and no source: nothing is written down for it), changed verification settings are
+    ``VerificationChanged`` (409, "send it again"), anything else is ``refused`` itself.
+    """
+    forget(hash_secret(token))
+    fresh = source_for_token(token=token).source
+    if fresh is None:
+        return Missing("Unknown ingest URL (the token may have been rotated)."), None
+    if verification_of(fresh) != verification_of(checked):
+        return VerificationChanged(), fresh
+    return refused, fresh
+
+
+class VerificationChanged(Conflict):
+    """The source's sender-verification settings changed while a request was processed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The source's sender verification changed while this request was processed. "
+            "Nothing was stored; send the request again."
+        )
 
 
 def forget(token_hash: str) -> None:

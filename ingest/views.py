@@ -23,7 +23,7 @@ from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
 from ingest.services import check_request_headers, records_ingest, sender_verify
-from ingest.token_cache import source_for_token
+from ingest.token_cache import refusal_confirmed, source_for_token
 from osmos.errors import DomainError
 from osmos.observability import metrics
 from osmos.tenancy.models import hash_secret
@@ -43,6 +43,8 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
     try:
         response = _ingest(request, token, seen)
     except DomainError as refused:
+        if seen.remembered:  # decided with a remembered token lookup: holds only if it still does
+            refused, seen.source = refusal_confirmed(refused, token=token, checked=seen.source)
         response = refusal_response(refused)
     except DatabaseError:
         # The transaction was rolled back: nothing of this request is stored, a retry is safe.
@@ -73,6 +75,7 @@ class _Seen:
     """What the source debugger keeps of a refused request, once known."""
 
     source: SourceSettings | None = None
+    remembered: bool = False  # the source came from this process's token cache
     rate_checked: bool = False  # past the request-rate limit
     body_head: bytes = b""
 
@@ -81,7 +84,8 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
     headers = request.headers
     if headers.get("Idempotency-Key") is None:
         # Remembered per process for a few seconds; the write checks the token again.
-        source, token_hash = source_for_token(token=token)
+        lookup = source_for_token(token=token)
+        source, token_hash, seen.remembered = lookup.source, lookup.token_hash, lookup.remembered
     else:
         source, token_hash = source_for_ingest_token(token=token), hash_secret(token)
     seen.source = source
