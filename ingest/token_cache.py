@@ -16,11 +16,12 @@ Why it is safe: the lookup is only a hint, checked again wherever it could matte
   stores a record (stricter than before: the lookup and the write used to be separate).
 - Every refusal decided with a remembered lookup is confirmed by a fresh lookup before it
   is answered (``refusal_confirmed``): a dead token is answered ``404`` and nothing is
-  written down for it, exactly as before.
-The one visible difference: a request checked against verification settings that changed
-meanwhile (a race the old code lost silently, checking the signature against settings
-already replaced) is refused with ``409`` ("send it again"). Unknown tokens are never
-remembered, and requests with an ``Idempotency-Key`` are always looked up afresh.
+  written down for it, exactly as before; and when the verification settings changed
+  meanwhile, the endpoint checks the request again against the current ones.
+Unknown tokens are never remembered, and requests with an ``Idempotency-Key`` are always
+looked up afresh. The one new answer is ``409`` ("send it again") when the verification
+settings change twice within one request (the old code, which checked the signature before
+the write, stored such a request under settings already replaced).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from connectors.selectors import source_for_ingest_token
 from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
-from ingest.services import check_request_headers, records_ingest, sender_verify
-from ingest.token_cache import refusal_confirmed, source_for_token
+from ingest.services import IngestResult, check_request_headers, records_ingest, sender_verify
+from ingest.token_cache import VerificationChanged, refusal_confirmed, source_for_token
 from osmos.errors import DomainError
 from osmos.observability import metrics
 from osmos.tenancy.models import hash_secret
@@ -103,10 +103,31 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
     )
     body = request.read()
     seen.body_head = body[:EXCERPT_BYTES]
+    try:
+        result = _verified_ingest(source, token_hash, headers, body)
+    except DomainError as refused:
+        if not seen.remembered:
+            raise
+        # Decided with a remembered token lookup: confirm it with a fresh one, and when the
+        # verification settings changed meanwhile, check the request again against them.
+        refused, seen.source = refusal_confirmed(refused, token=token, checked=source)
+        seen.remembered = False
+        if seen.source is None or not isinstance(refused, VerificationChanged):
+            raise refused from None
+        result = _verified_ingest(seen.source, token_hash, headers, body)
+    response = JsonResponse(result.body, status=result.status)
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    elif result.status == 200:
+        metrics.INGEST_RECORDS.inc(result.body["accepted"])
+    return response
+
+
+def _verified_ingest(source: SourceSettings, token_hash: str, headers, body: bytes) -> IngestResult:
     # Signatures cover the body as it came over the wire (before gzip decoding), as the
     # senders that sign (GitHub, Shopify, Standard Webhooks libraries) compute them.
     sender_verify(source=source, headers=headers, body=body)
-    result = records_ingest(
+    return records_ingest(
         source=source,
         body=body,
         content_type=headers.get("Content-Type"),
@@ -114,9 +135,3 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         idempotency_key=headers.get("Idempotency-Key"),
         token_hash=token_hash,
     )
-    response = JsonResponse(result.body, status=result.status)
-    if result.replayed:
-        response["Idempotent-Replayed"] = "true"
-    elif result.status == 200:
-        metrics.INGEST_RECORDS.inc(result.body["accepted"])
-    return response
