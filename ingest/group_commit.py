@@ -121,9 +121,15 @@ class GroupCommitter:
     def store(self, item: Pending) -> dict[str, Any]:
         """Store ``item``'s records; returns its answer once they are committed.
 
-        Raises ``ConnectorGone``, ``DataError`` (the database refused the request's data) or
-        another ``DatabaseError`` (nothing of this request was stored).
+        Raises ``ConnectorGone``, ``VerificationChanged``, ``DataError`` (the database refused
+        the request's data) or another ``DatabaseError`` (nothing of this request was stored).
+        Inside a transaction (``atomic``) the records are stored alone, in it: a leader's
+        open transaction would commit other requests' records only when it ends, after they
+        had been answered.
         """
+        if connection.in_atomic_block:
+            flush([item])
+            return _outcome(item)
         with self._lock:
             self._queue.append(item)
             lead = not self._flushing
@@ -132,10 +138,7 @@ class GroupCommitter:
             item.done.wait()  # set by the flush that stored us, or to hand us the lead
         if lead or item.lead:
             self._lead()
-        if item.error is not None:
-            raise _copy(item.error)
-        assert item.answer is not None
-        return item.answer
+        return _outcome(item)
 
     def _lead(self) -> None:
         """Flush the queue once (the caller's request is its first item), then pass on."""
@@ -257,6 +260,13 @@ def _answer(items: list[Pending], row: tuple[int | None, str | None, bool]) -> N
         if state_after == SourceState.READY and counted < required:
             state = SourceState.AWAITING_SAMPLES
         item.answer = {"accepted": len(item.records), "sample_count": counted, "state": state}
+
+
+def _outcome(item: Pending) -> dict[str, Any]:
+    if item.error is not None:
+        raise _copy(item.error)
+    assert item.answer is not None
+    return item.answer
 
 
 def _rolled_back_by_conflict(exc: DatabaseError) -> bool:

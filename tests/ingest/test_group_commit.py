@@ -217,3 +217,18 @@ def test_turning_verification_off_lets_unsigned_requests_in_at_once(source, toke
     # Refused against the remembered settings, confirmed afresh, checked again: stored.
     assert post(token, make_records(1, start=1)).status_code == 200
     assert stored_ids(source) == [1]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_a_request_is_stored_alone_in_that_transaction(source):
+    from django.db import transaction
+
+    item = pending(source, make_records(2))
+    answers = []
+    with transaction.atomic():
+        answers.append(group_commit.committer.store(item))
+        assert stored_ids(source) == [0, 1]  # in the caller's transaction...
+        transaction.set_rollback(True)
+    assert answers[0]["sample_count"] == 2
+    assert stored_ids(source) == []  # ...and gone with it: nothing committed behind its back
