@@ -19,9 +19,10 @@ Why it is safe: the lookup is only a hint, checked again wherever it could matte
   written down for it, exactly as before; and when the verification settings changed
   meanwhile, the endpoint checks the request again against the current ones.
 Unknown tokens are never remembered, and requests with an ``Idempotency-Key`` are always
-looked up afresh. The one new answer is ``409`` ("send it again") when the verification
-settings change twice within one request (the old code, which checked the signature before
-the write, stored such a request under settings already replaced).
+looked up afresh. The one new answer is ``409`` ("send it again", nothing stored) when the
+verification settings change between a request's fresh lookup and its write (the old code,
+which checked the signature before the write, stored such a request under settings already
+replaced).
 """
 
 from __future__ import annotations
