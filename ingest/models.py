@@ -13,7 +13,7 @@ class Record(TenantModel):
 
     Rows are written only by ingest: ``ingest.storage`` (binary COPY on PostgreSQL, batched
     INSERTs on SQLite) and, for small requests on PostgreSQL, the single statement of
-    ``services._store_small``. They are deleted in SQL with their connector
+    ``group_commit``. They are deleted in SQL with their connector
     (``storage.records_delete``). ``data`` is ``jsonb``.
     """
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import string
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -34,16 +32,27 @@ from django.utils import timezone
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
     Connector,
-    SchemaField,
     SourceSettings,
     SourceState,
     VerificationScheme,
 )
-from connectors.schema import MalformedBody, RecordError, TooManyRecords, compile_schema
+from connectors.schema import (
+    RecordError,
+)
 from ingest import body as ingest_body
-from ingest import quotas
-from ingest.models import IdempotencyKey, Record
+from ingest import group_commit, quotas, token_cache
+from ingest.idempotency_keys import live_key, remember
+from ingest.models import IdempotencyKey
 from ingest.storage import RecordRejected, records_insert
+from ingest.validation import (
+    OVERLAPPED_BODY_BYTES,
+    connector_deleted,
+    invalid_records,
+    schema_of,
+    split_records,
+    valid_records,
+    validated,
+)
 from osmos.errors import (
     Conflict,
     InputError,
@@ -51,12 +60,10 @@ from osmos.errors import (
     Malformed,
     Mismatch,
     Missing,
-    TooLarge,
     Unauthorized,
 )
 from osmos.outbound import signing
 
-MAX_ERRORS_LISTED = 100
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _KEY_CHARACTERS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 
@@ -123,6 +130,7 @@ def records_ingest(
     content_type: str | None,
     content_encoding: str | None,
     idempotency_key: str | None,
+    token_hash: str | None = None,
 ) -> IngestResult:
     """Validate a request body and store all of its records, or none.
 
@@ -132,9 +140,14 @@ def records_ingest(
 
     Returns the 200 answer ``{"accepted", "sample_count", "state"}``, or the stored answer of
     an earlier request with the same ``idempotency_key`` (``replayed``).
+    ``token_hash`` (the endpoint's, from ``token_cache.source_for_token``): the records are
+    stored only if that token still opens the source, and the source's sender-verification
+    settings are still those of ``source``, when the transaction takes the connector's lock.
     Raises ``Malformed`` (body or header), ``TooLarge`` (too large, too many records),
     ``UnsupportedFormat`` (content type or encoding), ``InvalidInput`` (invalid records, with
-    ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted).
+    ``error_total``), ``Mismatch`` (a reused key), ``Missing`` (the connector was deleted, or
+    the token no longer opens it), ``VerificationChanged`` (verification
+    settings changed).
     Raises ``django.db.DatabaseError`` when the database fails; nothing is stored then either.
     """
     kind = ingest_body.body_kind(content_type)
@@ -145,13 +158,37 @@ def records_ingest(
     request_hash = hashlib.sha256(data).hexdigest() if key else ""
     if key:
         # A sequential retry is answered here without validating the body again.
-        stored = _live_key(connector_id=source.connector_id, key=key, now=timezone.now())
+        stored = live_key(connector_id=source.connector_id, key=key, now=timezone.now())
         if stored is not None:
             return _replay(stored, request_hash=request_hash)
-    records = _valid_records(source.connector, data, kind)
     organization_id = source.connector.organization_id
-    quotas.check_storage_quota(organization_id=organization_id, adding=len(records))
-    result = _store(source=source, records=records, key=key, request_hash=request_hash)
+    check = None
+    if connection.vendor == "postgresql" and len(data) >= OVERLAPPED_BODY_BYTES:
+        # Validated while PostgreSQL parses the records (see ``_store``): same refusals, same
+        # order (400/413, then 422, then the quota's 429), nothing stored when one applies.
+        # The storage quota is checked after the COPY, before the commit (``_store``).
+        schema = schema_of(source.connector)
+        records = split_records(data, kind)
+
+        def check() -> None:  # runs while the COPY is open: must not use the database
+            if validated(schema, data, kind) != records:
+                raise RuntimeError("the validator and the splitter disagree on the records")
+    else:
+        records = valid_records(source.connector, data, kind)
+        quotas.check_storage_quota(organization_id=organization_id, adding=len(records))
+    try:
+        result = _store(
+            source=source,
+            records=records,
+            key=key,
+            request_hash=request_hash,
+            token_hash=token_hash,
+            check=check,
+        )
+    except (Missing, token_cache.VerificationChanged):
+        if token_hash is not None:
+            token_cache.forget(token_hash)
+        raise
     if not result.replayed:
         quotas.count_stored(organization_id=organization_id, added=len(records))
     return result
@@ -196,59 +233,14 @@ def _checked_key(idempotency_key: str | None) -> str | None:
     return idempotency_key
 
 
-def _valid_records(connector: Connector, data: bytes, kind: ingest_body.BodyKind) -> list[bytes]:
-    """The records of ``data`` as JSON bytes, in body order; raises a domain error."""
-    fields = _field_specs(connector.pk)
-    if not fields:  # every connector has a field: it was deleted since its token was looked up
-        raise _deleted()
-    schema = compile_schema(fields=fields)
-    max_records = settings.INGEST_MAX_RECORDS
-    try:
-        result = schema.validate_body(
-            data,
-            kind=ingest_body.validator_kind(kind, data),
-            max_errors=MAX_ERRORS_LISTED,
-            max_records=max_records,
-        )
-    except MalformedBody as exc:
-        raise Malformed(f"Malformed body: {exc.message}.") from None
-    except TooManyRecords as exc:
-        raise TooLarge(
-            f"The body holds {exc.count} records; at most {max_records} are accepted per "
-            "request. Split it into several requests.",
-            max_records=max_records,
-        ) from None
-    if result.error_total:
-        raise _invalid_records(result.errors, result.error_total)
-    return result.records
-
-
-@lru_cache(maxsize=4096)
-def _field_specs(connector_id: uuid.UUID) -> tuple[tuple[str, str, bool], ...]:
-    """A connector's schema, read once per process: a saved schema never changes (and an
-    empty answer means the connector was deleted, which is final too)."""
-    return tuple(
-        SchemaField.objects.filter(connector_id=connector_id)
-        .order_by("position")
-        .values_list("name", "type", "nullable")
-    )
-
-
-def _invalid_records(errors: list[RecordError], error_total: int) -> InvalidInput:
-    return InvalidInput(
-        [
-            InputError(field=error.field, message=error.message, index=error.index)
-            for error in errors
-        ],
-        f"{error_total} validation error(s), first in record {errors[0].index}: "
-        f"{errors[0].message}. Nothing was stored; fix the records and send the request again.",
-        error_total=error_total,
-        accepted=0,
-    )
-
-
 def _store(
-    *, source: SourceSettings, records: list[bytes], key: str | None, request_hash: str
+    *,
+    source: SourceSettings,
+    records: list[bytes],
+    key: str | None,
+    request_hash: str,
+    token_hash: str | None,
+    check: Callable[[], None] | None = None,
 ) -> IngestResult:
     """Insert ``records`` under the connector's lock, in one transaction.
 
@@ -263,19 +255,26 @@ def _store(
     sequence (or ``max(sequence) + 1`` without the lock) would allow a gap that fills in after a
     run has already moved its cursor past it: that record would never be sent.
     """
-    if not key and connection.vendor == "postgresql" and len(records) <= SMALL_REQUEST_RECORDS:
-        return _store_small(source=source, records=records)
+    if (
+        check is None
+        and not key
+        and connection.vendor == "postgresql"
+        and len(records) <= SMALL_REQUEST_RECORDS
+    ):
+        return _store_small(source=source, records=records, token_hash=token_hash)
     organization_id = source.connector.organization_id
     with transaction.atomic():
         _limit_lock_wait()
         locked = SourceSettings.objects.select_for_update().filter(pk=source.pk).first()
         if locked is None:
-            raise _deleted()
+            raise connector_deleted()
         # One clock reading per request, taken under the lock so received_at follows sequence.
         now = timezone.now()
+        if token_hash is not None:
+            _check_still_open(locked, checked=source, token_hash=token_hash, now=now)
         if key:
             # A concurrent duplicate waited for our lock: it finds the key the first one stored.
-            stored = _live_key(connector_id=locked.connector_id, key=key, now=now)
+            stored = live_key(connector_id=locked.connector_id, key=key, now=now)
             if stored is not None:
                 return _replay(stored, request_hash=request_hash)
         first_sequence = locked.last_sequence + 1
@@ -286,9 +285,12 @@ def _store(
                 first_sequence=first_sequence,
                 received_at=now,
                 records=records,
+                check=check,
             )
         except RecordRejected as exc:
             raise _rejected_by_database(exc) from None
+        if check is not None:  # validated while stored: the quota comes after validation
+            quotas.check_storage_quota(organization_id=organization_id, adding=len(records))
         _count_records(locked, len(records))
         answer = {
             "accepted": len(records),
@@ -296,7 +298,7 @@ def _store(
             "state": locked.state,
         }
         if key:
-            _remember(
+            remember(
                 locked,
                 organization_id=organization_id,
                 key=key,
@@ -312,70 +314,48 @@ def _store(
     return IngestResult(status=200, body=answer)
 
 
-# Up to this many records (and no Idempotency-Key), a request is stored by one statement.
+# Up to this many records (and no Idempotency-Key), a request is stored by the group commit.
 SMALL_REQUEST_RECORDS = 1000
 
-# The same steps as ``_store`` in one round trip: the UPDATE takes the connector's row lock
-# (exactly like ``SELECT … FOR UPDATE``) and hands out the numbers, the INSERT uses them.
-# Many small requests to one connector queue on that lock; holding it for one statement and
-# the commit instead of four round trips is what lets them keep up (bench-ingest-small).
-# A data-modifying CTE always runs to completion, whether or not the final SELECT reads it.
-_SMALL_INSERT = """
-WITH taken AS (
-    UPDATE {sources}
-       SET last_sequence = last_sequence + %(count)s,
-           record_count = record_count + %(count)s,
-           state = CASE WHEN state = %(awaiting)s AND record_count + %(count)s >= %(required)s
-                        THEN %(ready)s ELSE state END
-     WHERE connector_id = %(connector)s
- RETURNING last_sequence - %(count)s AS before, record_count, state, clock_timestamp() AS at
-), inserted AS (
-    INSERT INTO {records} (organization_id, connector_id, sequence, received_at, data)
-    SELECT %(organization)s, %(connector)s, taken.before + item.n, taken.at, item.data::jsonb
-      FROM taken, unnest(%(data)s::text[]) WITH ORDINALITY AS item(data, n)
-)
-SELECT record_count, state FROM taken
-"""
 
-
-def _store_small(*, source: SourceSettings, records: list[bytes]) -> IngestResult:
-    """``_store`` for a small request without an idempotency key, on PostgreSQL."""
-    sql = _SMALL_INSERT.format(
-        sources=connection.ops.quote_name(SourceSettings._meta.db_table),
-        records=connection.ops.quote_name(Record._meta.db_table),
+def _store_small(
+    *, source: SourceSettings, records: list[bytes], token_hash: str | None
+) -> IngestResult:
+    """``_store`` for a small request without an idempotency key, on PostgreSQL: its records
+    join this process's group commit (``ingest.group_commit``), which stores them with the
+    other requests waiting at that moment in one transaction, in one round trip."""
+    pending = group_commit.Pending(
+        connector_id=source.connector_id,
+        organization_id=source.connector.organization_id,
+        records=[record.decode() for record in records],
+        token_hash=token_hash,
+        verification=token_cache.verification_of(source),
     )
-    params = {
-        "count": len(records),
-        "awaiting": SourceState.AWAITING_SAMPLES,
-        "required": settings.INGEST_SAMPLES_REQUIRED,
-        "ready": SourceState.READY,
-        "connector": source.connector_id,
-        "organization": source.connector.organization_id,
-        "data": [record.decode() for record in records],
-    }
-    # One round trip, one transaction: Django's psycopg cursors bind parameters client-side
-    # and send several statements as one simple query, which PostgreSQL runs as a single
-    # implicit transaction in autocommit mode (the SET LOCAL included). So the connector's
-    # lock is held for the statement and the commit only, never across a round trip to
-    # this process.
-    lock_timeout = f"SET LOCAL lock_timeout = {_lock_timeout_ms()};"
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(lock_timeout + sql, params)
-            cursor.nextset()  # past the SET's empty result, to the SELECT's row
-            row = cursor.fetchone()
+        answer = group_commit.committer.store(pending)
+    except group_commit.ConnectorGone:
+        raise _token_dead() from None
+    except group_commit.VerificationChanged:
+        raise token_cache.VerificationChanged() from None
     except DataError as exc:  # the validator refuses what jsonb would; kept as a last guard
         message = f"the database refused a record: {str(exc).splitlines()[0]}"
-        raise _invalid_records([RecordError(index=0, field=None, message=message)], 1) from None
-    if row is None:
-        raise _deleted()
-    record_count, state = row
-    answer = {"accepted": len(records), "sample_count": record_count, "state": state}
+        raise invalid_records([RecordError(index=0, field=None, message=message)], 1) from None
     return IngestResult(status=200, body=answer)
 
 
-def _deleted() -> Missing:
-    return Missing("Unknown ingest URL (the connector was deleted).")
+def _token_dead() -> Missing:
+    return Missing("Unknown ingest URL (the token was rotated or the connector deleted).")
+
+
+def _check_still_open(
+    locked: SourceSettings, *, checked: SourceSettings, token_hash: str, now: datetime
+) -> None:
+    """Refuse the write when the token no longer opens the locked source, or its
+    verification settings are not those the request was checked against."""
+    if not token_cache.token_opens(locked, token_hash=token_hash, now=now):
+        raise _token_dead()
+    if token_cache.verification_of(locked) != token_cache.verification_of(checked):
+        raise token_cache.VerificationChanged()
 
 
 def _limit_lock_wait() -> None:
@@ -402,17 +382,10 @@ def _count_records(source: SourceSettings, count: int) -> None:
 
 def _rejected_by_database(exc: RecordRejected) -> InvalidInput:
     index = exc.index if exc.index is not None else 0
-    return _invalid_records([RecordError(index=index, field=None, message=exc.message)], 1)
+    return invalid_records([RecordError(index=index, field=None, message=exc.message)], 1)
 
 
 # --- idempotency keys -----------------------------------------------------------------------------
-
-
-def _live_key(*, connector_id: uuid.UUID, key: str, now: datetime) -> IdempotencyKey | None:
-    cutoff = now - timedelta(seconds=settings.INGEST_IDEMPOTENCY_TTL_SECONDS)
-    return IdempotencyKey.objects.filter(
-        connector_id=connector_id, key=key, created_at__gte=cutoff
-    ).first()
 
 
 def _replay(stored: IdempotencyKey, *, request_hash: str) -> IngestResult:
@@ -425,40 +398,6 @@ def _replay(stored: IdempotencyKey, *, request_hash: str) -> IngestResult:
             accepted=0,
         )
     return IngestResult(status=stored.response_status, body=stored.response_body, replayed=True)
-
-
-def _remember(
-    source: SourceSettings,
-    *,
-    organization_id: uuid.UUID,
-    key: str,
-    request_hash: str,
-    now: datetime,
-    answer: dict[str, Any],
-) -> None:
-    # An expired row with the same key may still be there (purge runs separately).
-    IdempotencyKey.objects.filter(connector_id=source.connector_id, key=key).delete()
-    IdempotencyKey.objects.create(
-        organization_id=organization_id,
-        connector_id=source.connector_id,
-        key=key,
-        created_at=now,
-        request_hash=request_hash,
-        response_status=200,
-        response_body=answer,
-    )
-
-
-def idempotency_keys_purge(*, now: datetime | None = None) -> int:
-    """Delete the idempotency keys older than the TTL, of every connector; returns how many.
-
-    Expired keys are already ignored by ingest, so this only reclaims space: run it from cron
-    or the scheduler (``manage.py purge_idempotency_keys``).
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INGEST_IDEMPOTENCY_TTL_SECONDS)
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
 
 
 # --- the sample gate ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from django.db import DataError, connection, router
@@ -31,10 +31,11 @@ _COLUMNS = ("organization_id", "connector_id", "sequence", "received_at", "data"
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _BINARY_TRAILER = struct.pack("!h", -1)
-_INT8 = struct.Struct("!q")
-_JSONB_FIELD = struct.Struct("!iB")  # field length, then jsonb's binary format version (1)
+# A row up to its JSON: field count; uuid, uuid, int8, timestamptz (each with its length);
+# the jsonb field's length, then jsonb's binary format version (1).
+_ROW_HEAD = struct.Struct("!hi16si16siqiqiB")
 _JSONB_VERSION = 1
-_ROWS_PER_WRITE = 4096
+_ROWS_PER_WRITE = 1024
 _SQLITE_BATCH = 2000
 _COPY_LINE = re.compile(r"COPY \w+, line (\d+)")
 
@@ -55,18 +56,26 @@ def records_insert(
     first_sequence: int,
     received_at: datetime,
     records: Sequence[bytes],
+    check: Callable[[], None] | None = None,
 ) -> None:
     """Insert ``records`` (JSON bytes) with sequences ``first_sequence, first_sequence + 1, …``.
 
+    ``check`` (validation of records not validated yet) runs once every row is sent to
+    PostgreSQL and before the COPY ends, so it runs while the server parses them; whatever it
+    raises ends the COPY and propagates (the caller's transaction rolls back).
     Must run inside the caller's transaction. Raises ``RecordRejected`` when the database
     refuses a record's data, ``django.db.DatabaseError`` for other database failures.
     """
-    if not records:
+    if connection.vendor != "postgresql":
+        if check is not None:
+            check()
+        if records:
+            _insert_many(organization_id, connector_id, first_sequence, received_at, records)
         return
-    if connection.vendor == "postgresql":
-        _copy_binary(organization_id, connector_id, first_sequence, received_at, records)
-    else:
-        _insert_many(organization_id, connector_id, first_sequence, received_at, records)
+    if records:
+        _copy_binary(organization_id, connector_id, first_sequence, received_at, records, check)
+    elif check is not None:
+        check()
 
 
 def _copy_binary(
@@ -75,6 +84,7 @@ def _copy_binary(
     first_sequence: int,
     received_at: datetime,
     records: Sequence[bytes],
+    check: Callable[[], None] | None,
 ) -> None:
     sql = f"COPY {Record._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     connection.ensure_connection()
@@ -88,7 +98,12 @@ def _copy_binary(
         ):
             for chunk in chunks:
                 copy.write(chunk)
+            if check is not None:
+                check()
+                check = None
     except DataError as exc:
+        if check is not None:  # refused while sending: the validator names the records better
+            check()
         raise _rejected(exc) from exc
 
 
@@ -99,32 +114,26 @@ def _binary_chunks(
     received_at: datetime,
     records: Sequence[bytes],
 ) -> Iterator[bytes]:
-    """The COPY binary stream in chunks of a few thousand rows (bounded extra memory)."""
+    """The COPY binary stream in chunks of a few hundred rows (bounded extra memory; small
+    enough that the server parses one chunk while the next is built)."""
     microseconds = (received_at - _PG_EPOCH) // timedelta(microseconds=1)
-    # Every row starts with the same 5-column count, two uuids and the sequence's length.
-    row_head = b"".join(
-        (
-            struct.pack("!hi", len(_COLUMNS), 16),
-            organization_id.bytes,
-            struct.pack("!i", 16),
-            connector_id.bytes,
-            struct.pack("!i", 8),
-        )
-    )
-    received = struct.pack("!iq", 8, microseconds)
-    pack_int8 = _INT8.pack
-    pack_jsonb = _JSONB_FIELD.pack
+    organization, connector = organization_id.bytes, connector_id.bytes
+    # Everything of a row but its JSON in one pack: 5 columns, two uuids, the sequence, the
+    # time, the jsonb length and version (half the CPU of concatenating the pieces).
+    head = _ROW_HEAD.pack
     yield _BINARY_HEADER
     for start in range(0, len(records), _ROWS_PER_WRITE):
         batch = records[start : start + _ROWS_PER_WRITE]
-        yield b"".join(
-            row_head
-            + pack_int8(sequence)
-            + received
-            + pack_jsonb(len(data) + 1, _JSONB_VERSION)
-            + data
+        parts: list[bytes] = [b""] * (2 * len(batch))
+        parts[0::2] = [
+            head(
+                len(_COLUMNS), 16, organization, 16, connector,
+                8, sequence, 8, microseconds, len(data) + 1, _JSONB_VERSION,
+            )
             for sequence, data in enumerate(batch, first_sequence + start)
-        )
+        ]  # fmt: skip
+        parts[1::2] = batch
+        yield b"".join(parts)
     yield _BINARY_TRAILER
 
 

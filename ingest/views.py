@@ -24,9 +24,11 @@ from ingest.body import read_body
 from ingest.quotas import check_request_rate
 from ingest.refusals import refusal_response
 from ingest.rejections import EXCERPT_BYTES, rejection_record
-from ingest.services import check_request_headers, records_ingest, sender_verify
+from ingest.services import IngestResult, check_request_headers, records_ingest, sender_verify
+from ingest.token_cache import VerificationChanged, refusal_confirmed, source_for_token
 from osmos.errors import DomainError
 from osmos.observability import metrics
+from osmos.tenancy.models import hash_secret
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ def ingest(request: HttpRequest, token: str) -> JsonResponse:
     try:
         response = _ingest(request, token, seen)
     except DomainError as refused:
+        if seen.remembered:  # decided with a remembered token lookup: holds only if it still does
+            refused, seen.source = refusal_confirmed(refused, token=token, checked=seen.source)
         response = refusal_response(refused)
     except DatabaseError:
         # The transaction was rolled back: nothing of this request is stored, a retry is safe.
@@ -73,12 +77,19 @@ class _Seen:
     """What the source debugger keeps of a refused request, once known."""
 
     source: SourceSettings | None = None
+    remembered: bool = False  # the source came from this process's token cache
     rate_checked: bool = False  # past the request-rate limit
     body_head: bytes = b""
 
 
 def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
-    source = source_for_ingest_token(token=token)
+    headers = request.headers
+    if headers.get("Idempotency-Key") is None:
+        # Remembered per process for a few seconds; the write checks the token again.
+        lookup = source_for_token(token=token)
+        source, token_hash, seen.remembered = lookup.source, lookup.token_hash, lookup.remembered
+    else:
+        source, token_hash = source_for_ingest_token(token=token), hash_secret(token)
     seen.source = source
     if source is None:
         return JsonResponse(
@@ -86,7 +97,6 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
         )
     check_request_rate(connector_id=source.connector_id)
     seen.rate_checked = True
-    headers = request.headers
     check_request_headers(
         content_type=headers.get("Content-Type"),
         content_encoding=headers.get("Content-Encoding"),
@@ -95,19 +105,35 @@ def _ingest(request: HttpRequest, token: str, seen: _Seen) -> JsonResponse:
     )
     body = read_body(request, limit=settings.INGEST_MAX_BODY_BYTES)
     seen.body_head = body[:EXCERPT_BYTES]
-    # Signatures cover the body as it came over the wire (before gzip decoding), as the
-    # senders that sign (GitHub, Shopify, Standard Webhooks libraries) compute them.
-    sender_verify(source=source, headers=headers, body=body)
-    result = records_ingest(
-        source=source,
-        body=body,
-        content_type=headers.get("Content-Type"),
-        content_encoding=headers.get("Content-Encoding"),
-        idempotency_key=headers.get("Idempotency-Key"),
-    )
+    try:
+        result = _verified_ingest(source, token_hash, headers, body)
+    except DomainError as refused:
+        if not seen.remembered:
+            raise
+        # Decided with a remembered token lookup: confirm it with a fresh one, and when the
+        # verification settings changed meanwhile, check the request again against them.
+        refused, seen.source = refusal_confirmed(refused, token=token, checked=source)
+        seen.remembered = False
+        if seen.source is None or not isinstance(refused, VerificationChanged):
+            raise refused from None
+        result = _verified_ingest(seen.source, token_hash, headers, body)
     response = JsonResponse(result.body, status=result.status)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
     elif result.status == 200:
         metrics.INGEST_RECORDS.inc(result.body["accepted"])
     return response
+
+
+def _verified_ingest(source: SourceSettings, token_hash: str, headers, body: bytes) -> IngestResult:
+    # Signatures cover the body as it came over the wire (before gzip decoding), as the
+    # senders that sign (GitHub, Shopify, Standard Webhooks libraries) compute them.
+    sender_verify(source=source, headers=headers, body=body)
+    return records_ingest(
+        source=source,
+        body=body,
+        content_type=headers.get("Content-Type"),
+        content_encoding=headers.get("Content-Encoding"),
+        idempotency_key=headers.get("Idempotency-Key"),
+        token_hash=token_hash,
+    )

@@ -25,8 +25,8 @@ from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ingest.idempotency_keys import idempotency_keys_purge
 from ingest.rejections import rejecting_incidents_close
-from ingest.services import idempotency_keys_purge
 from pipelines import cron
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 from pipelines.queue import run_enqueue

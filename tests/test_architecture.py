@@ -29,7 +29,6 @@ MAX_MODULE_LINES = 450
 # Modules over the limit today, each owned by another engineer this round, with its size. The
 # list may only shrink, and a listed module may only get shorter.
 KNOWN_LARGE: dict[str, int] = {
-    "ingest/services.py": 488,
     "osmos/outbound/client.py": 560,
     "pipelines/delivery.py": 517,
 }

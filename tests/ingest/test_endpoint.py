@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from connectors.models import SourceSettings
 from connectors.services import source_rotate_token
+from ingest.idempotency_keys import idempotency_keys_purge
 from ingest.models import IdempotencyKey, Record
-from ingest.services import idempotency_keys_purge
 from tests.support.bodies import as_array, as_ndjson, gzipped, ingest_path
 from tests.support.schemas import order_records as make_records
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from ingest.services import idempotency_keys_purge
+from ingest.idempotency_keys import idempotency_keys_purge
 
 
 class Command(BaseCommand):
