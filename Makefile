@@ -35,8 +35,15 @@ test: $(STAMP)
 ## (CI: RabbitMQ, after `make test` on Redis): an actor on a real worker, workers SIGKILLed
 ## mid-run, lost and duplicate messages, waits on delayed messages, worker hosts cut off from
 ## the broker and a broker that loses every message (docs/reliability.md says why these).
+DURABLE = tests/pipelines/test_durable_retries.py
 BROKER_SUITES = tests/tenancy/test_worker.py tests/pipelines/test_worker_crash.py \
-	tests/pipelines/test_recovery.py tests/pipelines/test_durable_retries.py \
+	tests/pipelines/test_recovery.py \
+	$(DURABLE)::test_an_outage_makes_the_run_wait_then_succeed_without_holding_the_worker \
+	$(DURABLE)::test_a_waiting_run_is_cancelled_at_once_with_its_unsent_records_failed \
+	$(DURABLE)::test_retry_after_keeps_the_next_request_away_for_that_long \
+	$(DURABLE)::test_a_failing_destination_is_probed_by_one_run_and_its_recovery_resumes_all \
+	$(DURABLE)::test_a_waiting_run_whose_message_was_lost_is_resumed_by_the_sweep \
+	$(DURABLE)::test_at_most_the_organization_limit_of_runs_execute_at_once \
 	tests/multihost/test_partitions.py::test_a_host_cut_off_from_the_broker_mid_run_still_finishes_it \
 	tests/multihost/test_partitions.py::test_the_broker_restarted_mid_run_loses_no_record
 test-rabbitmq: $(STAMP)

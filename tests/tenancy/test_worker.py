@@ -1,6 +1,7 @@
 """A Dramatiq actor runs on a real worker over the configured broker and writes to the DB.
 
-In CI the broker is Redis, then RabbitMQ (DRAMATIQ_BROKER_URL); without it, the embedded in-process broker.
+In CI the broker is Redis, then RabbitMQ (DRAMATIQ_BROKER_URL); without it, the embedded
+in-process broker.
 """
 
 from __future__ import annotations
