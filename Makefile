@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench bench-ingest bench-validate bench-ingest-small bench-deliver bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle bench-outage-recovery bench-fairness screenshots test-reliability clean
+.PHONY: run test test-rabbitmq lint format bench bench-ingest bench-validate bench-ingest-small bench-deliver bench-deliver-batch bench-deliver-single bench-memory bench-bisect bench-throttle bench-outage-recovery bench-fairness screenshots test-reliability clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -30,6 +30,26 @@ test: $(STAMP)
 	@$(CHROMIUM_INSTALL)
 	@# exit 5 = no test collected (e.g. a filtered run): not a failure
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+## The suites whose outcome depends on the broker, again on the broker DRAMATIQ_BROKER_URL names
+## (CI: RabbitMQ, after `make test` on Redis): an actor on a real worker, workers SIGKILLed
+## mid-run, lost and duplicate messages, waits on delayed messages, worker hosts cut off from
+## the broker and a broker that loses every message (docs/reliability.md says why these).
+DURABLE = tests/pipelines/test_durable_retries.py
+BROKER_SUITES = tests/tenancy/test_worker.py tests/pipelines/test_worker_crash.py \
+	tests/pipelines/test_recovery.py \
+	$(DURABLE)::test_an_outage_makes_the_run_wait_then_succeed_without_holding_the_worker \
+	$(DURABLE)::test_a_waiting_run_is_cancelled_at_once_with_its_unsent_records_failed \
+	$(DURABLE)::test_retry_after_keeps_the_next_request_away_for_that_long \
+	$(DURABLE)::test_a_failing_destination_is_probed_by_one_run_and_its_recovery_resumes_all \
+	$(DURABLE)::test_a_waiting_run_whose_message_was_lost_is_resumed_by_the_sweep \
+	$(DURABLE)::test_at_most_the_organization_limit_of_runs_execute_at_once \
+	tests/multihost/test_partitions.py::test_a_host_cut_off_from_the_broker_mid_run_still_finishes_it \
+	tests/multihost/test_partitions.py::test_the_broker_restarted_mid_run_loses_no_record
+test-rabbitmq: $(STAMP)
+	@case "$$DRAMATIQ_BROKER_URL" in amqp://*|amqps://*) ;; \
+	  *) echo "test-rabbitmq: set DRAMATIQ_BROKER_URL=amqp://…"; exit 2;; esac
+	$(VENV)/bin/pytest $(PYTEST_ARGS) $(BROKER_SUITES)
 
 ## Only the slow fault-injection tests (real processes, outages): pytest -m reliability.
 test-reliability: $(STAMP)

@@ -73,6 +73,7 @@ from connectors.schema import compile_schema
 from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession
 from osmos.outbound.gate import destination_gate
+from pipelines.clock import database_now_sql
 from pipelines.leases import (
     PAUSED_REASON,
     Heartbeat,
@@ -168,7 +169,7 @@ def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step
         Run.objects.filter(pk=run_id).update(
             records_delivered=F("records_delivered") + outcome.delivered,
             records_failed=F("records_failed") + failed,
-            heartbeat_at=timezone.now(),
+            heartbeat_at=database_now_sql(),  # the database's clock, as every heartbeat
         )
     # Counted once the step is committed (a lost lease above returned before this).
     metrics.DELIVERY_RECORDS.labels(outcome="delivered").inc(outcome.delivered)

@@ -24,19 +24,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.utils import timezone
 
 from connectors.health import probe_claim
 from connectors.models import HealthState
 from osmos.tenancy.models import Organization
+from pipelines.clock import database_now, database_now_sql, on_database_clock
 from pipelines.models import ACTIVE_RUN_STATES, Run, RunState
 from pipelines.queue import run_enqueue
 
 logger = logging.getLogger(__name__)
 
 
-def _stale_before() -> Any:
-    return timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+def _stale_before(now: Any) -> Any:
+    """Heartbeats older than this are dead. ``now`` is the database's clock, as every
+    heartbeat is: a host whose own clock is minutes off neither steals a live lease nor
+    keeps a dead one (pipelines.clock)."""
+    return now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
 
 
 ORGANIZATION_LIMIT_REASON = (
@@ -57,10 +60,10 @@ def run_acquire(run_id: uuid.UUID) -> uuid.UUID | None:
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.finished_at is not None:
             return None
-        live = run.heartbeat_at is not None and run.heartbeat_at > _stale_before()
+        now = database_now()
+        live = run.heartbeat_at is not None and run.heartbeat_at > _stale_before(now)
         if run.lease_token is not None and live:
             return None
-        now = timezone.now()
         if run.state == RunState.WAITING and (run.waiting_until is None or run.waiting_until > now):
             return None  # an early or duplicate message: the run's time has not come
         if run.state != RunState.CANCELLED and not _may_start(run, now):
@@ -99,7 +102,7 @@ def _may_start(run: Run, now: Any) -> bool:
         state__in=(*ACTIVE_RUN_STATES, RunState.CANCELLED),
         finished_at__isnull=True,
     ).exists():
-        _hand_back(run, reason=EARLIER_RUN_REASON)
+        _hand_back(run, reason=EARLIER_RUN_REASON, now=now)
         return False
     Organization.objects.select_for_update().filter(pk=run.organization_id).first()
     limit = settings.DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION
@@ -108,13 +111,13 @@ def _may_start(run: Run, now: Any) -> bool:
             organization_id=run.organization_id,
             state__in=(RunState.RUNNING, RunState.CANCELLED),
             lease_token__isnull=False,
-            heartbeat_at__gt=_stale_before(),
+            heartbeat_at__gt=_stale_before(now),
         )
         .exclude(pk=run.pk)
         .count()
     )
     if running >= limit:
-        _hand_back(run, reason=ORGANIZATION_LIMIT_REASON.format(limit=limit))
+        _hand_back(run, reason=ORGANIZATION_LIMIT_REASON.format(limit=limit), now=now)
         return False
     destination_id = Run.objects.filter(pk=run.pk).values_list(
         "pipeline__destination_id", flat=True
@@ -131,27 +134,33 @@ def _may_start(run: Run, now: Any) -> bool:
     return True
 
 
-def _hand_back(run: Run, *, reason: str) -> None:
+def _hand_back(run: Run, *, reason: str, now: Any) -> None:
     """Back to ``queued``, not ``running``: waiting is not a crash, and the stale-run sweep
     (which counts resumes) leaves a queued run alone. ``enqueued_at`` is now: whatever frees
-    the place enqueues the run again, and the sweep does after RUN_REQUEUE_AFTER_SECONDS."""
+    the place enqueues the run again, and the sweep does after RUN_REQUEUE_AFTER_SECONDS.
+    ``now``: the database's clock, which the sweep compares ``enqueued_at`` with."""
     run.state = RunState.QUEUED
     run.queued_reason = reason[:200]
     run.lease_token = None
-    run.enqueued_at = timezone.now()
+    run.enqueued_at = now
     run.save(update_fields=["state", "queued_reason", "lease_token", "enqueued_at"])
 
 
 def run_set_waiting(run: Run, *, until: Any, error: str) -> None:
     """``waiting`` until ``until`` (None: until its destination is resumed), with a message
-    sent for that time (the sweep sends it again if it is lost)."""
+    sent for that time (the sweep sends it again if it is lost).
+
+    ``until`` is computed on this host's clock (now + a delay); it is stored on the
+    database's, which ``run_acquire`` and the sweep compare it with."""
+    if until is not None:
+        until = on_database_clock(until)
     run.state = RunState.WAITING
     run.waiting_until = until
     run.last_error = error
     run.lease_token = None
     run.save(update_fields=["state", "waiting_until", "last_error", "lease_token"])
     if until is not None:
-        delay = max((until - timezone.now()).total_seconds(), 0.0)
+        delay = max((until - database_now()).total_seconds(), 0.0)
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk, delay_seconds=delay))
 
 
@@ -195,7 +204,7 @@ class Heartbeat:
     def beat(self) -> None:
         try:
             updated = Run.objects.filter(pk=self.run_id, lease_token=self.token).update(
-                heartbeat_at=timezone.now()
+                heartbeat_at=database_now_sql()
             )
             state = Run.objects.filter(pk=self.run_id).values_list("state", flat=True).first()
         except DatabaseError:

@@ -12,8 +12,8 @@ import logging
 import uuid
 
 import dramatiq
-from django.utils import timezone
 
+from pipelines.clock import database_now, database_now_sql
 from pipelines.models import Run, RunState
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def run_enqueue(*, run_id: uuid.UUID, delay_seconds: float = 0) -> bool:
     except Exception:  # any broker/client error: the sweep retries, the caller must not fail
         logger.warning("could not enqueue run %s; the sweep will retry", run_id, exc_info=True)
         return False
-    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    Run.objects.filter(pk=run_id).update(enqueued_at=database_now_sql())
     return True
 
 
@@ -50,7 +50,7 @@ def runs_wake_for_destination(*, connector_id: uuid.UUID, **_signal: object) -> 
     """Make every waiting run of this destination due now and enqueue it (the destination
     recovered or was resumed); how many. Receiver of ``connectors.health.destination_recovered``.
     """
-    now = timezone.now()
+    now = database_now()
     waiting = Run.objects.filter(state=RunState.WAITING, pipeline__destination_id=connector_id)
     run_ids = list(waiting.values_list("id", flat=True))
     woken = 0

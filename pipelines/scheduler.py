@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
 from ingest.idempotency_keys import idempotency_keys_purge
 from ingest.rejections import rejecting_incidents_close
 from pipelines import cron
+from pipelines.clock import database_now
 from pipelines.models import ACTIVE_RUN_STATES, Pipeline, Run, RunState, Trigger
 from pipelines.queue import run_enqueue
 from pipelines.retention import retention_purge
@@ -60,8 +60,12 @@ _last_housekeeping = -math.inf
 
 def scheduler_tick(now: datetime | None = None) -> TickReport:
     """Create the due runs, enqueue runs that are stale or were never enqueued, and purge
-    expired ingest idempotency keys."""
-    now = now or timezone.now()
+    expired ingest idempotency keys.
+
+    ``now`` is the database's clock (pipelines.clock), the one heartbeats, ``enqueued_at``
+    and ``waiting_until`` are written with: a scheduler whose host clock is off neither
+    revokes live leases nor leaves dead ones."""
+    now = now or database_now()
     report = TickReport()
     while _schedule_due(now, report):
         pass

@@ -86,12 +86,15 @@ class Relay:
             self._listener = socket.create_server((address, port), backlog=128)
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
+        # The host behind each connection to the service: its local port -> the host's address
+        # (the service sees the relay, not the host; a test asks here who sent a request).
+        self.peers: dict[int, str] = {}
         threading.Thread(target=self._accept, daemon=True, name=f"relay {port}").start()
 
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, peer = self._listener.accept()
             except OSError:
                 return
             try:
@@ -100,6 +103,7 @@ class Relay:
                 client.close()
                 continue
             upstream.settimeout(None)
+            self.peers[upstream.getsockname()[1]] = peer[0]
             self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -171,6 +175,9 @@ class TestNetwork:
             self._in_core("ip", "addr", "add", f"{address}/24", "dev", "br0")
         self.relays.append(Relay(self.core, address, port))
         return address
+
+    def relay_of(self, address: str) -> Relay:
+        return next(r for r in self.relays if r.address == address)
 
     def cut(self, host: Host, address: str | None = None) -> None:
         """Drop every packet ``host`` sends to the service at ``address`` (None: to all)."""

@@ -1,6 +1,7 @@
 """A Dramatiq actor runs on a real worker over the configured broker and writes to the DB.
 
-In CI the broker is Redis (DRAMATIQ_BROKER_URL); without it, the embedded in-process broker.
+In CI the broker is Redis, then RabbitMQ (DRAMATIQ_BROKER_URL); without it, the embedded
+in-process broker.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def test_actor_runs_on_a_real_worker_and_writes_to_the_database():
     expected = "dramatiq.brokers.stub.StubBroker"
     if settings.DRAMATIQ_BROKER_URL.startswith("redis"):
         expected = "dramatiq.brokers.redis.RedisBroker"
+    elif settings.DRAMATIQ_BROKER_URL.startswith("amqp"):
+        expected = "dramatiq.brokers.rabbitmq.RabbitmqBroker"
     assert f"{type(broker).__module__}.{type(broker).__name__}" == expected
     worker = dramatiq.Worker(broker, queues={QUEUE}, worker_threads=2, worker_timeout=100)
     worker.start()
