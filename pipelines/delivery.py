@@ -54,7 +54,6 @@ import logging
 import math
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +71,7 @@ from connectors.models import WriteMode
 from connectors.schema import compile_schema
 from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.outbound.curl import CurlSession
 from osmos.outbound.gate import destination_gate
 from pipelines.leases import (
     PAUSED_REASON,
@@ -95,7 +95,8 @@ from pipelines.records import (
     run_selection,
 )
 from pipelines.retries import GONE, Target, Throttled, gave_up_reason, next_delay
-from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
+from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder
+from pipelines.single import SingleSender
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -373,14 +374,13 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         rate_per_second=settings_row.rate_limit_per_second,
         max_concurrency=settings_row.max_concurrency,
     )
-    with (
-        OutboundSession(pool_size=concurrency) as session,
-        ThreadPoolExecutor(max_workers=concurrency) as pool,
-    ):
+    # Single mode: one thread drives every request through libcurl (osmos.outbound.curl).
+    client = CurlSession if single else OutboundSession
+    with client(pool_size=concurrency) as session:
         if not single:
             sender: BatchSender | SingleSender = BatchSender(
                 run=run,
-                session=session,
+                session=session,  # type: ignore[arg-type]
                 target=target,
                 split=settings_row.split_failed_batches,
                 prepare=prepare,
@@ -391,12 +391,11 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         else:
             sender = SingleSender(
                 run=run,
-                session=session,
+                session=session,  # type: ignore[arg-type]
                 target=target,
                 prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
-                pool=pool,
                 concurrency=concurrency,
                 gate=gate,
             )

@@ -28,6 +28,7 @@ connections are kept alive across requests, at most `pool_size` of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import math
@@ -172,7 +173,7 @@ class CurlSession:
         self._multi.setopt(pycurl.M_MAXCONNECTS, max(1, pool_size))
         self._free: list[pycurl.Curl] = []
         self._active: dict[pycurl.Curl, _Transfer] = {}
-        self._resolved: dict[tuple[str, int], str] = {}
+        self._resolved: dict[tuple[str, int, IPAddress], list[str]] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -335,12 +336,20 @@ class CurlSession:
         return handle
 
     def _resolve_entries(self, target: Target, address: IPAddress) -> list[str]:
-        host = target.host
-        if _is_literal(host):  # libcurl does not resolve an address; the opener checks it
-            return []
-        shown = f"[{address}]" if address.version == 6 else str(address)
-        # Replace whatever libcurl remembers for this host with the address just checked.
-        return [f"-{host}:{target.port}", f"{host}:{target.port}:{shown}"]
+        key = (target.host, target.port, address)
+        entries = self._resolved.get(key)
+        if entries is None:
+            host = target.host
+            if _is_literal(host):  # libcurl does not resolve an address; the opener checks it
+                entries = []
+            else:
+                shown = f"[{address}]" if address.version == 6 else str(address)
+                # Replace what libcurl remembers for this host with the address just checked.
+                entries = [f"-{host}:{target.port}", f"{host}:{target.port}:{shown}"]
+            if len(self._resolved) > 1024:
+                self._resolved.clear()
+            self._resolved[key] = entries
+        return entries
 
     def _wait(self, seconds: float) -> None:
         read, write, error = self._multi.fdset()
@@ -448,6 +457,7 @@ def _transport_error(
     return DeliveryError(f"Could not connect to {host}: {_short(message)}.", transient=True)
 
 
+@functools.lru_cache(maxsize=256)
 def _is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
