@@ -367,7 +367,6 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         # More threads than requests allowed in a second would only queue at the gate.
         concurrency = min(concurrency, max(1, math.ceil(settings_row.rate_limit_per_second)))
     health = _HealthNotes(destination.pk)
-    exhausted = False
     # Rate limit, concurrency and pauses across runs, processes and hosts (osmos.outbound).
     gate = destination_gate(
         destination.pk,
@@ -399,35 +398,45 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 concurrency=concurrency,
                 gate=gate,
             )
-        for position, chunk in enumerate(_pending_chunks(run.id)):
-            if heartbeat.abort.is_set():
-                break
-            # At least one chunk per slice, so that every message makes progress.
-            if position and time.monotonic() > deadline:
-                _release(run.id, token)
+        try:
+            return _deliver_chunks(run, token, heartbeat, sender, health, deadline)
+        finally:
+            sender.close()
+
+
+def _deliver_chunks(run, token, heartbeat, sender, health, deadline) -> bool:
+    exhausted = False
+    chunks = _pending_chunks(run.id)
+    for position, chunk in enumerate(chunks):
+        if heartbeat.abort.is_set():
+            break
+        # At least one chunk per slice, so that every message makes progress.
+        if position and time.monotonic() > deadline:
+            _release(run.id, token)
+            return False
+        upcoming = chunks[position + 1] if position + 1 < len(chunks) else None
+        for step in sender.deliver(chunk, upcoming):
+            try:
+                confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, step=step)
+            finally:
+                step.outcome.failures.close()
+            if confirmed is None:
                 return False
-            for step in sender.deliver(chunk):
-                try:
-                    confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, step=step)
-                finally:
-                    step.outcome.failures.close()
-                if confirmed is None:
+            if step.wait is None and step.outcome.delivered:
+                health.success()
+            if confirmed.state == RunState.CANCELLED:
+                # Seen under the row lock: stop now rather than at the next heartbeat.
+                heartbeat.cancelled = True
+                heartbeat.abort.set()
+                return True
+            if step.wait is not None:
+                if _wait(run, token, chunk, step.wait, exhausted=exhausted):
                     return False
-                if step.wait is None and step.outcome.delivered:
-                    health.success()
-                if confirmed.state == RunState.CANCELLED:
-                    # Seen under the row lock: stop now rather than at the next heartbeat.
-                    heartbeat.cancelled = True
-                    heartbeat.abort.set()
-                    return True
-                if step.wait is not None:
-                    if _wait(run, token, chunk, step.wait, exhausted=exhausted):
-                        return False
-                    # The schedule is exhausted and the chunk's records failed; the run goes
-                    # on, and its later chunks fail at their first such failure (the
-                    # destination has been failing for the whole schedule already).
-                    exhausted = True
-                    break
+                # The schedule is exhausted and the chunk's records failed; the run goes
+                # on, and its later chunks fail at their first such failure (the
+                # destination has been failing for the whole schedule already).
+                exhausted = True
+                break
     return True
 
 

@@ -27,6 +27,7 @@ from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
 from pipelines.models import RequestLog, Run, RunChunk
+from pipelines.reader import RowReader, reads_ahead
 from pipelines.records import (
     BatchBody,
     FailureSpool,
@@ -138,18 +139,21 @@ class BatchSender:
         self.prepare = prepare
         self.abort = abort
         self.recorder = recorder
+        # The next chunk's rows, read while this one is sent (pipelines.reader).
+        self._ahead: tuple[int, RowReader] | None = None
 
-    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
+    def deliver(self, chunk: RunChunk, upcoming: RunChunk | None = None) -> Iterator[Step]:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
-        it: the next attempt sends it again, whole, with the same idempotency keys."""
+        it: the next attempt sends it again, whole, with the same idempotency keys.
+
+        ``upcoming``: the chunk that will be delivered next, whose rows are then read ahead
+        while this one is sent and confirmed."""
         outcome = Outcome(failures=FailureSpool())
         body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
         try:
-            # In a transaction, the server-side cursor streams rows while we map them; in
-            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
-            with transaction.atomic():
-                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), outcome.failures):
-                    body.add(sequence, raw)
+            self._build(chunk, body, outcome)
+            if upcoming is not None and reads_ahead():
+                self._ahead = (upcoming.pk, RowReader(self.run, upcoming))
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
         except _Wait as wait:
@@ -159,6 +163,31 @@ class BatchSender:
         finally:
             body.close()
         yield Step(outcome=outcome, done=True)
+
+    def _build(self, chunk: RunChunk, body: BatchBody, outcome: Outcome) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] != chunk.pk:
+            ahead[1].close()
+            ahead = None
+        if ahead is None and not reads_ahead():
+            # In a transaction, the server-side cursor streams rows while we map them; in
+            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
+            with transaction.atomic():
+                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), outcome.failures):
+                    body.add(sequence, raw)
+            return
+        reader = ahead[1] if ahead is not None else RowReader(self.run, chunk)
+        try:
+            for sequence, raw in self.prepare(iter(reader), outcome.failures):
+                body.add(sequence, raw)
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        """Stop reading ahead (the run stops before the next chunk)."""
+        if self._ahead is not None:
+            self._ahead[1].close()
+            self._ahead = None
 
     def _send(self, chunk: RunChunk, body: BatchBody, start: int, stop: int, outcome: Outcome):
         first, last = body.sequences[start], body.sequences[stop - 1]
