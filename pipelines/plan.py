@@ -45,20 +45,24 @@ def plan_run(run: Run, token: uuid.UUID) -> None:
 
 def _chunk_ends(run: Run, size: int) -> tuple[list[int], int]:
     """The sequence of every ``size``-th record of the run in order, and the run's record
-    count, from one statement (so they agree) computed by the database: iterating a
-    million sequences in Python took seconds."""
+    count, from one statement (one snapshot, so they agree) computed by the database:
+    iterating a million sequences in Python took seconds.
+
+    The count is a second scan rather than ``COUNT(*) OVER ()`` beside the row numbers: that
+    window makes PostgreSQL keep every row of the selection before it can answer (measured
+    on 1,000,000 records: 2.2-2.8 s, against 1.0-1.1 s for both scans)."""
     sql, params = run_selection(run).values("sequence").query.sql_with_params()
     # The ORM's own SQL for the selection, its values kept as parameters.
     query = (
-        "SELECT sequence, n, total FROM (SELECT sequence, "  # noqa: S608
-        "ROW_NUMBER() OVER (ORDER BY sequence) AS n, COUNT(*) OVER () AS total "
-        f"FROM ({sql}) selection) numbered WHERE n %% %s = 0 OR n = total ORDER BY sequence"
+        "SELECT 0, sequence FROM (SELECT sequence, "  # noqa: S608
+        f"ROW_NUMBER() OVER (ORDER BY sequence) AS n FROM ({sql}) selection) numbered "
+        f"WHERE n %% %s = 0 UNION ALL SELECT 1, COUNT(*) FROM ({sql}) counted"
     )
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, size])
+        cursor.execute(query, [*params, size, *params])
         rows = cursor.fetchall()
-    total = rows[-1][2] if rows else 0
-    return [sequence for sequence, n, _ in rows if n % size == 0], total
+    total = next(value for kind, value in rows if kind == 1)
+    return sorted(value for kind, value in rows if kind == 0), total
 
 
 def _chunk(run: Run, index: int, lower: int, upper: int, count: int) -> RunChunk:
