@@ -45,10 +45,10 @@ and waiting are in ``pipelines.leases``.
 
 Step 2 lives in ``pipelines.plan``; step 3 in ``pipelines.senders`` (batch mode, the
 request log), ``pipelines.single`` (single mode, through libcurl: ``osmos.outbound.curl``),
-``pipelines.records`` (selection, mapping, validation, spooled bodies), ``pipelines.reader``
-(rows read ahead) and ``pipelines.retries`` (one request, the schedule); step 4 in
-``pipelines.confirm``. This module owns the lease, the waiting and the end, and calls the
-others in order. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
+``pipelines.records`` (selection, mapping, validation, spooled bodies) and
+``pipelines.retries`` (one request, the schedule); step 4 in ``pipelines.confirm``. This
+module owns the lease, the waiting and the end, and calls the others in order. It imports
+nothing above it: runs are enqueued through ``pipelines.queue``.
 """
 
 from __future__ import annotations
@@ -230,10 +230,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 concurrency=concurrency,
                 gate=gate,
             )
-        try:
-            return _deliver_chunks(run, token, heartbeat, sender, health, deadline)
-        finally:
-            sender.close()
+        return _deliver_chunks(run, token, heartbeat, sender, health, deadline)
 
 
 def _deliver_chunks(
@@ -246,16 +243,14 @@ def _deliver_chunks(
 ) -> bool:
     """Send and confirm the pending chunks in order (see ``_deliver_pending``)."""
     exhausted = False
-    chunks = pending_chunks(run.id)
-    for position, chunk in enumerate(chunks):
+    for position, chunk in enumerate(pending_chunks(run.id)):
         if heartbeat.abort.is_set():
             break
         # At least one chunk per slice, so that every message makes progress.
         if position and time.monotonic() > deadline:
             _release(run.id, token)
             return False
-        upcoming = chunks[position + 1] if position + 1 < len(chunks) else None
-        for step in sender.deliver(chunk, upcoming):
+        for step in sender.deliver(chunk):
             try:
                 confirmed = confirm_step(run_id=run.id, token=token, chunk=chunk, step=step)
             finally:

@@ -49,8 +49,11 @@ def run_selection(run: Run) -> QuerySet[Record]:
     return records
 
 
-def chunk_query(run: Run, chunk: RunChunk) -> QuerySet:
-    """The chunk's records not confirmed yet, in order: ``(sequence, stored JSON text)``."""
+def chunk_texts(run: Run, chunk: RunChunk) -> Iterator[tuple[int, str]]:
+    """``(sequence, stored JSON text)`` of the chunk's records not confirmed yet, in order,
+    streamed from the database. Reading text skips Django's JSONField, which decodes with
+    the standard library.
+    """
     start = max(chunk.sequence_from, chunk.confirmed_through or 0)
     return (
         run_selection(run)
@@ -58,15 +61,8 @@ def chunk_query(run: Run, chunk: RunChunk) -> QuerySet:
         .order_by("sequence")
         .annotate(text=Cast("data", output_field=TextField()))
         .values_list("sequence", "text")
+        .iterator(chunk_size=DB_FETCH_SIZE)
     )
-
-
-def chunk_texts(run: Run, chunk: RunChunk) -> Iterator[tuple[int, str]]:
-    """``(sequence, stored JSON text)`` of the chunk's records not confirmed yet, in order,
-    streamed from the database. Reading text skips Django's JSONField, which decodes with
-    the standard library.
-    """
-    return chunk_query(run, chunk).iterator(chunk_size=DB_FETCH_SIZE)
 
 
 def chunk_rows(run: Run, chunk: RunChunk) -> Iterator[tuple[int, Any]]:

@@ -27,7 +27,6 @@ from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
 from pipelines.models import RequestLog, Run, RunChunk
-from pipelines.reader import RowReader, reads_ahead
 from pipelines.records import (
     BatchBody,
     FailureSpool,
@@ -116,42 +115,6 @@ class _Wait(Exception):
         self.error = error
 
 
-class _BuiltAhead:
-    """A chunk's body and failures, built by a thread (``BatchSender.fill``)."""
-
-    def __init__(self, sender: BatchSender, chunk: RunChunk) -> None:
-        self.chunk_pk = chunk.pk
-        self.body = sender._new_body()
-        self.failures = FailureSpool()
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._build, args=(sender, chunk), name="osmos-body-builder", daemon=True
-        )
-        self.thread.start()
-
-    def _build(self, sender: BatchSender, chunk: RunChunk) -> None:
-        try:
-            sender.fill(chunk, self.body, self.failures, self.stop)
-        except BaseException as exc:  # raised in the run's thread by result()
-            self.error = exc
-        finally:
-            connection.close()
-
-    def result(self) -> tuple[BatchBody, FailureSpool]:
-        self.thread.join()
-        if self.error is not None:
-            self.discard()
-            raise self.error
-        return self.body, self.failures
-
-    def discard(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.body.close()
-        self.failures.close()
-
-
 class BatchSender:
     """Sends a chunk as JSON arrays: whole, or bisected after a permanent 4xx."""
 
@@ -175,30 +138,18 @@ class BatchSender:
         self.prepare = prepare
         self.abort = abort
         self.recorder = recorder
-        # The next chunk's body, built by a thread while this one is sent (PostgreSQL).
-        self._ahead: _BuiltAhead | None = None
 
-    def deliver(self, chunk: RunChunk, upcoming: RunChunk | None = None) -> Iterator[Step]:
+    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
-        it: the next attempt sends it again, whole, with the same idempotency keys.
-
-        ``upcoming``: the chunk that will be delivered next; its body is then built while
-        this one is sent and confirmed (nothing of it is sent before its own ``deliver``)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.chunk_pk != chunk.pk:
-            ahead.discard()
-            ahead = None
-        if ahead is not None:
-            body, failures = ahead.result()
-            outcome = Outcome(failures=failures)
-        else:
-            outcome = Outcome(failures=FailureSpool())
-            body = self._new_body()
+        it: the next attempt sends it again, whole, with the same idempotency keys."""
+        outcome = Outcome(failures=FailureSpool())
+        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
         try:
-            if ahead is None:
-                self.fill(chunk, body, outcome.failures)
-            if upcoming is not None and reads_ahead():
-                self._ahead = _BuiltAhead(self, upcoming)
+            # In a transaction, the server-side cursor streams rows while we map them; in
+            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
+            with transaction.atomic():
+                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), outcome.failures):
+                    body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
         except _Wait as wait:
@@ -208,39 +159,6 @@ class BatchSender:
         finally:
             body.close()
         yield Step(outcome=outcome, done=True)
-
-    def _new_body(self) -> BatchBody:
-        return BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
-
-    def fill(
-        self,
-        chunk: RunChunk,
-        body: BatchBody,
-        failures: FailureSpool,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Add the chunk's prepared records to ``body`` (the invalid ones to ``failures``)."""
-        if not reads_ahead():
-            # In a transaction, the server-side cursor streams rows while we map them; in
-            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
-            with transaction.atomic():
-                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), failures):
-                    body.add(sequence, raw)
-            return
-        reader = RowReader(self.run, chunk)
-        try:
-            for sequence, raw in self.prepare(iter(reader), failures):
-                body.add(sequence, raw)
-                if stop is not None and stop.is_set():
-                    return
-        finally:
-            reader.close()
-
-    def close(self) -> None:
-        """Drop what was built ahead (the run stops before the next chunk)."""
-        if self._ahead is not None:
-            self._ahead.discard()
-            self._ahead = None
 
     def _send(self, chunk: RunChunk, body: BatchBody, start: int, stop: int, outcome: Outcome):
         first, last = body.sequences[start], body.sequences[stop - 1]

@@ -99,8 +99,7 @@ class SingleSender:
         # Records per step, adapted to the measured rate (starts small: a slow destination).
         self._step_size = concurrency
 
-    def deliver(self, chunk: RunChunk, upcoming: RunChunk | None = None) -> Iterator[Step]:
-        """The chunk in steps (``upcoming`` is for batch mode's read-ahead)."""
+    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
         pending = FailureBuffer()
         records = self.prepare(chunk_texts(self.run, chunk), pending)  # type: ignore[arg-type]
         while group := list(itertools.islice(records, self._step_size)):
@@ -114,9 +113,6 @@ class SingleSender:
         outcome = Outcome(failures=FailureSpool())
         pending.move_to(outcome.failures, through=None)
         yield Step(outcome=outcome, done=True)
-
-    def close(self) -> None:
-        """Nothing is read ahead in single mode."""
 
     def _adapt(self, sent: int, seconds: float) -> None:
         target = settings.DELIVERY_PROGRESS_SECONDS
