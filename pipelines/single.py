@@ -247,11 +247,19 @@ class _Group:
             return permit
         deadline = time.monotonic() + GATE_MAX_WAIT_SECONDS
         while True:
-            left = deadline - time.monotonic()
+            # First send what was started (libcurl sends when polled) and land what ended.
+            for other, result in session.poll(0):
+                self._landed(self.flying.pop(other), result)  # type: ignore[arg-type]
+            left = max(0.0, deadline - time.monotonic())
+            hint = gate.wait_hint()
             if not self.flying:
-                permit = gate.acquire(max_wait=max(0.0, left))
+                permit = gate.acquire(max_wait=left)
+            elif gate.rate is not None and hint <= GATE_POLL_SECONDS:
+                # A send time is due soon: the gate sleeps until it exactly, so the request
+                # leaves on time (a late one could bunch with the next: see the gate).
+                permit = gate.acquire(max_wait=min(left, hint + 0.005))
             else:
-                pause = min(max(gate.wait_hint(), 0.001), GATE_POLL_SECONDS, max(left, 0.0))
+                pause = min(max(hint, 0.001), GATE_POLL_SECONDS, left)
                 for other, result in session.poll(pause):
                     self._landed(self.flying.pop(other), result)  # type: ignore[arg-type]
                 permit = gate.acquire(max_wait=0)
@@ -266,6 +274,8 @@ class _Group:
                 return None
 
     def _start(self, index: int, round_: int, request: tuple[str, bytes], permit: Permit) -> None:
+        """Start the request now (a permit's send time is now: a request left waiting in
+        libcurl until the next poll would leave late)."""
         sender, chunk = self.sender, self.chunk
         target = sender.target
         url, body = request
@@ -287,6 +297,9 @@ class _Group:
             self._landed(_Flight(index, permit, round_, started, url), exc)
             return
         self.flying[index] = _Flight(index, permit, round_, started, url)
+        if sender.gate.rate is not None:
+            for other, result in sender.session.poll(0):  # sends it now
+                self._landed(self.flying.pop(other), result)  # type: ignore[arg-type]
 
     def _landed(self, flight: _Flight, result: Response | DeliveryError) -> None:
         """Account for a request that ended (the gate learns from its answer)."""

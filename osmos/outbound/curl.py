@@ -332,7 +332,6 @@ class CurlSession:
         setopt(pycurl.CAINFO, self._ca_bundle)
         setopt(pycurl.TCP_NODELAY, 1)
         setopt(pycurl.DNS_CACHE_TIMEOUT, 0)  # only the pinned addresses (CURLOPT_RESOLVE)
-        setopt(pycurl.USERAGENT, "")  # ours is in the headers
         return handle
 
     def _resolve_entries(self, target: Target, address: IPAddress) -> list[str]:
