@@ -32,7 +32,6 @@ import functools
 import ipaddress
 import logging
 import math
-import os
 import select
 import socket
 import time
@@ -47,8 +46,8 @@ from osmos.outbound.answers import (
     DeliveryError,
     Response,
     answer,
-    timed_out,
 )
+from osmos.outbound.curl_transfer import Transfer, transfer_opener, transport_error
 from osmos.outbound.target import (
     DEFAULT_DNS_CACHE_SECONDS,
     Pins,
@@ -64,91 +63,9 @@ logger = logging.getLogger(__name__)
 
 # libcurl adds these unless told not to; the urllib3 client sends neither.
 _SUPPRESSED = ["Expect:", "Accept:"]
-_TLS_ERRORS = frozenset(
-    code
-    for name in (
-        "E_SSL_CONNECT_ERROR",
-        "E_PEER_FAILED_VERIFICATION",
-        "E_SSL_CACERT",
-        "E_SSL_CERTPROBLEM",
-        "E_SSL_CIPHER",
-        "E_SSL_CACERT_BADFILE",
-        "E_SSL_ISSUER_ERROR",
-        "E_SSL_PINNEDPUBKEYNOTMATCH",
-        "E_SSL_INVALIDCERTSTATUS",
-        "E_SSL_SHUTDOWN_FAILED",
-        "E_SSL_CRL_BADFILE",
-        "E_USE_SSL_FAILED",
-        "E_SSL_ENGINE_INITFAILED",
-    )
-    if (code := getattr(pycurl, name, None)) is not None
-)
 # After the answer's head: the body was cut at the limit (our write callback refused more)
 # or broken off by the server; the answer stands on its status (as in the urllib3 client).
 _BODY_CUT = frozenset((pycurl.E_WRITE_ERROR, pycurl.E_PARTIAL_FILE, pycurl.E_RECV_ERROR))
-
-
-class _Transfer:
-    """One request in flight: what is needed to turn its end into a result."""
-
-    __slots__ = (
-        "address",
-        "body",
-        "cut",
-        "file",
-        "head_done",
-        "headers",
-        "limit",
-        "reason",
-        "secrets",
-        "started",
-        "status",
-        "tag",
-        "target",
-        "timeout",
-    )
-
-    def __init__(self, tag, target, address, timeout, limit, secrets, file) -> None:
-        self.tag = tag
-        self.target: Target = target
-        self.address: str = address
-        self.timeout: float = timeout
-        self.limit: int = limit
-        self.secrets: list[str] = secrets
-        self.started = time.monotonic()
-        self.status: int | None = None
-        self.reason = ""
-        self.headers: dict[str, str] = {}
-        self.head_done = False
-        self.body = bytearray()
-        self.cut = False
-        self.file: IO[bytes] | None = file
-
-    def header_line(self, line: bytes) -> None:
-        if line.startswith(b"HTTP/"):  # a status line (a 1xx answer's head comes first)
-            parts = line.decode("latin-1").split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-            self.reason = parts[2].strip() if len(parts) > 2 else ""
-            self.headers = {}
-            self.head_done = False
-            return
-        if line in (b"\r\n", b"\n"):
-            self.head_done = self.status is not None and self.status >= 200
-            return
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon:
-            return
-        name, value = name.strip().lower(), value.strip()
-        seen = self.headers.get(name)
-        self.headers[name] = value if seen is None else f"{seen}, {value}"
-
-    def write(self, data: bytes) -> int | None:
-        body = self.body
-        body += data
-        if len(body) > self.limit:
-            self.cut = True
-            return 0  # stops the transfer (E_WRITE_ERROR); its connection is closed
-        return None
 
 
 class CurlSession:
@@ -172,7 +89,7 @@ class CurlSession:
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_MAXCONNECTS, max(1, pool_size))
         self._free: list[pycurl.Curl] = []
-        self._active: dict[pycurl.Curl, _Transfer] = {}
+        self._active: dict[pycurl.Curl, Transfer] = {}
         self._resolved: dict[tuple[str, int, IPAddress], list[str]] = {}
 
     # -- public -----------------------------------------------------------------------------
@@ -211,7 +128,7 @@ class CurlSession:
         except UnsafeURL as exc:  # a host without an address today may have one tomorrow
             raise DeliveryError(str(exc), transient=isinstance(exc, UnresolvableHost)) from None
         handle = self._handle(file=not isinstance(body, bytes))
-        transfer = _Transfer(
+        transfer = Transfer(
             tag,
             target,
             str(address),
@@ -385,7 +302,7 @@ class CurlSession:
         return transfer.tag, result
 
     def _result(
-        self, handle: pycurl.Curl, transfer: _Transfer, code: int, message: str
+        self, handle: pycurl.Curl, transfer: Transfer, code: int, message: str
     ) -> Response | DeliveryError:
         elapsed = time.monotonic() - transfer.started
         target = transfer.target
@@ -415,45 +332,7 @@ class CurlSession:
             except DeliveryError as exc:
                 return exc
         self._pins.forget(target.host, target.port)
-        return _transport_error(handle, code, message, transfer)
-
-
-def transfer_opener(transfer: _Transfer):
-    """libcurl's socket opener for one request: only the checked address may be connected."""
-
-    def open_socket(purpose: int, address) -> socket.socket | int:
-        family, socktype, protocol, sockaddr = address
-        if sockaddr[0] != transfer.address:
-            logger.warning(
-                "refused a connection to %s: not the checked address of %s",
-                sockaddr[0],
-                transfer.target.host,
-            )
-            return pycurl.SOCKET_BAD
-        return socket.socket(family, socktype, protocol)
-
-    return open_socket
-
-
-def _transport_error(
-    handle: pycurl.Curl, code: int, message: str, transfer: _Transfer
-) -> DeliveryError:
-    host, timeout = transfer.target.host, transfer.timeout
-    if code == pycurl.E_OPERATION_TIMEDOUT:
-        if handle.getinfo(pycurl.CONNECT_TIME) == 0:
-            return DeliveryError(
-                f"Connecting to {host} timed out after {timeout:g} s.", transient=True
-            )
-        return timed_out(host, timeout)
-    if code in _TLS_ERRORS:
-        return DeliveryError(
-            f"The TLS connection to {host} failed: {_short(message)}.", transient=True
-        )
-    if code == pycurl.E_COULDNT_CONNECT:
-        number = handle.getinfo(pycurl.OS_ERRNO)
-        cause = os.strerror(number) if number else _short(message)
-        return DeliveryError(f"Could not connect to {host}: {cause}.", transient=True)
-    return DeliveryError(f"Could not connect to {host}: {_short(message)}.", transient=True)
+        return transport_error(handle, code, message, transfer)
 
 
 @functools.lru_cache(maxsize=256)
@@ -463,7 +342,3 @@ def _is_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _short(message: str) -> str:
-    return message.rstrip(".") or "unknown error"
