@@ -57,6 +57,7 @@ import logging
 import math
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -92,6 +93,7 @@ from pipelines.records import (
 from pipelines.retries import GONE, Target, Throttled, gave_up_reason, next_delay
 from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder
 from pipelines.single import SingleSender
+from pipelines.single_threads import ThreadedSingleSender
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -205,11 +207,15 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         rate_per_second=settings_row.rate_limit_per_second,
         max_concurrency=settings_row.max_concurrency,
     )
-    # Single mode: one thread drives every request through libcurl (osmos.outbound.curl).
-    client = CurlSession if single else OutboundSession
-    with client(pool_size=concurrency) as session:
+    # Single mode through libcurl (osmos.outbound.curl) only when chosen: off by default.
+    curl = single and getattr(settings, "DELIVERY_SINGLE_CLIENT", "threads") == "curl"
+    client = CurlSession if curl else OutboundSession
+    with (
+        client(pool_size=concurrency) as session,
+        ThreadPoolExecutor(max_workers=concurrency if single and not curl else 1) as pool,
+    ):
         if not single:
-            sender: BatchSender | SingleSender = BatchSender(
+            sender: BatchSender | SingleSender | ThreadedSingleSender = BatchSender(
                 run=run,
                 session=session,  # type: ignore[arg-type]
                 target=target,
@@ -217,6 +223,18 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 prepare=prepare,
                 abort=heartbeat.abort,
                 recorder=recorder,
+                gate=gate,
+            )
+        elif not curl:
+            sender = ThreadedSingleSender(
+                run=run,
+                session=session,  # type: ignore[arg-type]
+                target=target,
+                prepare=prepare,
+                abort=heartbeat.abort,
+                recorder=recorder,
+                pool=pool,
+                concurrency=concurrency,
                 gate=gate,
             )
         else:
@@ -237,7 +255,7 @@ def _deliver_chunks(
     run: Run,
     token: uuid.UUID,
     heartbeat: Heartbeat,
-    sender: BatchSender | SingleSender,
+    sender: BatchSender | SingleSender | ThreadedSingleSender,
     health: _HealthNotes,
     deadline: float,
 ) -> bool:

@@ -17,6 +17,13 @@ from tests.pipelines.conftest import make_destination, make_pipeline, make_sourc
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True, params=["threads", "curl"])
+def single_client(request, settings):
+    """Both single-mode senders: the threaded default and the libcurl one."""
+    settings.DELIVERY_SINGLE_CLIENT = request.param
+    return request.param
+
+
 def _single(org, sink, count=50, **options):
     options = {"write_mode": "single", "max_concurrency": 4} | options
     destination = make_destination(org, sink.url, **options)
