@@ -14,8 +14,9 @@ How a run is executed (``run_execute``, called by the ``execute_run`` actor):
    destination's gate (``osmos.outbound.gate``: its rate limit and concurrency across runs,
    processes and hosts, and the pauses it asked for). Batch mode serializes the chunk into a
    spooled temporary file and sends it as one JSON array, bisecting on a permanent 4xx when
-   ``split_failed_batches`` is on; single mode sends one object per request over one
-   keep-alive session, ``max_concurrency`` at a time, in steps of about a second.
+   ``split_failed_batches`` is on; single mode sends one object per request, from the
+   run's thread through libcurl, ``max_concurrency`` at a time over keep-alive
+   connections, in steps of about a second.
 4. **Confirm** each step in one transaction, under the run's row lock and only while the
    lease is still ours: its failure rows, the chunk's ``done`` state (or, single mode, how
    far it got: ``confirmed_through``) and the run's counters. So a confirmed record is never
@@ -42,10 +43,12 @@ already executing, send it back to ``queued`` with the reason (it is enqueued ag
 place frees); a failing or paused destination makes it wait. Leases, heartbeats, admission
 and waiting are in ``pipelines.leases``.
 
-Step 3 lives in ``pipelines.senders`` (batch and single mode), ``pipelines.records``
-(selection, mapping, validation, spooled bodies) and ``pipelines.retries`` (one request,
-the schedule); this module owns the lease, the plan, the confirmation, the waiting and the
-end. It imports nothing above it: runs are enqueued through ``pipelines.queue``.
+Step 2 lives in ``pipelines.plan``; step 3 in ``pipelines.senders`` (batch mode, the
+request log), ``pipelines.single`` (single mode, through libcurl: ``osmos.outbound.curl``),
+``pipelines.records`` (selection, mapping, validation, spooled bodies) and
+``pipelines.retries`` (one request, the schedule); step 4 in ``pipelines.confirm``. This
+module owns the lease, the waiting and the end, and calls the others in order. It imports
+nothing above it: runs are enqueued through ``pipelines.queue``.
 """
 
 from __future__ import annotations
@@ -56,11 +59,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from connectors.health import (
@@ -70,10 +71,10 @@ from connectors.health import (
 )
 from connectors.models import WriteMode
 from connectors.schema import compile_schema
-from osmos.observability import metrics
 from osmos.outbound.client import DeliveryError, OutboundSession
+from osmos.outbound.curl import CurlSession
 from osmos.outbound.gate import destination_gate
-from pipelines.clock import database_now_sql
+from pipelines.confirm import confirm_step, fail_unsent
 from pipelines.leases import (
     PAUSED_REASON,
     Heartbeat,
@@ -82,21 +83,17 @@ from pipelines.leases import (
     run_set_waiting,
     wake_queued_on_commit,
 )
-from pipelines.mapping import map_record
-from pipelines.models import ChunkState, RecordFailure, Run, RunChunk, RunState
+from pipelines.models import ChunkState, Run, RunChunk, RunState
 from pipelines.notify import run_outcome_notify
+from pipelines.plan import pending_chunks, plan_run
 from pipelines.queue import run_enqueue
 from pipelines.records import (
-    FailureSpool,
-    Outcome,
-    Step,
-    chunk_rows,
-    encode,
     record_preparer,
-    run_selection,
 )
 from pipelines.retries import GONE, Target, Throttled, gave_up_reason, next_delay
-from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder, SingleSender
+from pipelines.senders import CANCELLED_REASON, BatchSender, RequestRecorder
+from pipelines.single import SingleSender
+from pipelines.single_threads import ThreadedSingleSender
 
 __all__ = ["CANCELLED_REASON", "GAVE_UP_REASON", "final_state", "run_execute"]
 
@@ -106,154 +103,9 @@ GAVE_UP_REASON = (
     "Not sent: the run was interrupted {resumes} times (its worker stopped each time) and "
     "gave up; retry the failed records once the cause is fixed."
 )
-FAILURE_INSERT_BATCH = 1000
 
 
 # --- the run -------------------------------------------------------------------------------------
-
-
-def _confirm(*, run_id: uuid.UUID, token: uuid.UUID, chunk: RunChunk, step: Step) -> Run | None:
-    """Record a step of the chunk atomically and return the run as locked (its state tells
-    whether it was cancelled meanwhile); None, with nothing written, when the lease is lost.
-
-    A step that made progress starts the chunk's retry schedule afresh: the schedule
-    counts the failures in a row of the records the chunk is stuck on.
-    """
-    outcome = step.outcome
-    with transaction.atomic():
-        run = locked_if_ours(run_id, token)
-        if run is None:
-            return None
-        if RunChunk.objects.filter(pk=chunk.pk, state=ChunkState.DONE).exists():
-            return run  # defensive: the lease makes this impossible
-        batch: list[RecordFailure] = []
-        for sequence, record, reason, status, excerpt in outcome.failures.rows():
-            batch.append(
-                RecordFailure(
-                    organization_id=run.organization_id,
-                    run_id=run_id,
-                    sequence=sequence,
-                    record=record,
-                    reason=reason,
-                    http_status=status,
-                    response_excerpt=excerpt,
-                )
-            )
-            if len(batch) >= FAILURE_INSERT_BATCH:
-                RecordFailure.objects.bulk_create(batch)
-                batch = []
-        RecordFailure.objects.bulk_create(batch)
-        failed = outcome.failures.count
-        chunk.delivered += outcome.delivered
-        chunk.failed += failed
-        changes: dict[str, Any] = {"delivered": chunk.delivered, "failed": chunk.failed}
-        if step.done:
-            if chunk.delivered + chunk.failed != chunk.record_count:
-                # The records of a range never change, so this is a bug: say so loudly.
-                logger.error(
-                    "chunk %s of run %s: %s delivered + %s failed != %s records",
-                    chunk.index,
-                    run_id,
-                    chunk.delivered,
-                    chunk.failed,
-                    chunk.record_count,
-                )
-            changes.update(state=ChunkState.DONE, finished_at=timezone.now())
-        elif step.through is not None and step.through > (chunk.confirmed_through or 0):
-            chunk.confirmed_through = step.through
-            changes["confirmed_through"] = step.through
-        if outcome.delivered or failed:
-            chunk.attempts, chunk.first_failed_at = 0, None
-            changes.update(attempts=0, first_failed_at=None, next_attempt_at=None)
-        RunChunk.objects.filter(pk=chunk.pk).update(**changes)
-        Run.objects.filter(pk=run_id).update(
-            records_delivered=F("records_delivered") + outcome.delivered,
-            records_failed=F("records_failed") + failed,
-            heartbeat_at=database_now_sql(),  # the database's clock, as every heartbeat
-        )
-    # Counted once the step is committed (a lost lease above returned before this).
-    metrics.DELIVERY_RECORDS.labels(outcome="delivered").inc(outcome.delivered)
-    metrics.DELIVERY_RECORDS.labels(outcome="failed").inc(failed)
-    return run
-
-
-def chunk_idempotency_key(run_id: uuid.UUID, sequence_from: int, sequence_to: int) -> str:
-    return f"osmos-{run_id}-{sequence_from}-{sequence_to}"
-
-
-def _plan(run: Run, token: uuid.UUID) -> None:
-    """Cut the run into chunks and count its records (once; a no-op when already planned)."""
-    destination = run.pipeline.destination.destination
-    if destination.write_mode == WriteMode.BATCH:
-        size = destination.batch_size
-    else:
-        size = settings.DELIVERY_SINGLE_CHUNK_RECORDS
-    ends, total = _chunk_ends(run, size)
-    chunks: list[RunChunk] = []
-    lower = run.sequence_from
-    for upper in ends:
-        chunks.append(_chunk(run, len(chunks), lower, upper, size))
-        lower = upper
-    if total % size:
-        chunks.append(_chunk(run, len(chunks), lower, run.sequence_to, total % size))
-    with transaction.atomic():
-        locked = locked_if_ours(run.id, token)
-        if locked is None or locked.planned_at is not None:
-            return
-        RunChunk.objects.bulk_create(chunks, batch_size=1000)
-        Run.objects.filter(pk=run.id).update(records_total=total, planned_at=timezone.now())
-
-
-def _chunk_ends(run: Run, size: int) -> tuple[list[int], int]:
-    """The sequence of every ``size``-th record of the run in order, and the run's record
-    count, from one statement (so they agree) computed by the database: iterating a
-    million sequences in Python took seconds."""
-    sql, params = run_selection(run).values("sequence").query.sql_with_params()
-    # The ORM's own SQL for the selection, its values kept as parameters.
-    query = (
-        "SELECT sequence, n, total FROM (SELECT sequence, "  # noqa: S608
-        "ROW_NUMBER() OVER (ORDER BY sequence) AS n, COUNT(*) OVER () AS total "
-        f"FROM ({sql}) selection) numbered WHERE n %% %s = 0 OR n = total ORDER BY sequence"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(query, [*params, size])
-        rows = cursor.fetchall()
-    total = rows[-1][2] if rows else 0
-    return [sequence for sequence, n, _ in rows if n % size == 0], total
-
-
-def _chunk(run: Run, index: int, lower: int, upper: int, count: int) -> RunChunk:
-    return RunChunk(
-        organization_id=run.organization_id,
-        run=run,
-        index=index,
-        sequence_from=lower,
-        sequence_to=upper,
-        record_count=count,
-        idempotency_key=chunk_idempotency_key(run.id, lower, upper),
-    )
-
-
-def _pending_chunks(run_id: uuid.UUID) -> list[RunChunk]:
-    return list(RunChunk.objects.filter(run_id=run_id, state=ChunkState.PENDING).order_by("index"))
-
-
-def _unsent_outcome(
-    run: Run, chunk: RunChunk, reason: str, *, status: int | None = None, excerpt: str = ""
-) -> Outcome:
-    """Every record of a chunk not confirmed yet (it will not be sent), failed with
-    ``reason``."""
-    outcome = Outcome(failures=FailureSpool())
-    mapping = tuple(run.mapping.items())
-    for sequence, data in chunk_rows(run, chunk):
-        outcome.failures.add(
-            sequence=sequence,
-            record=encode(map_record(data, mapping)),
-            reason=reason,
-            status=status,
-            excerpt=excerpt,
-        )
-    return outcome
 
 
 def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
@@ -265,8 +117,8 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
     elif run.resumes > settings.RUN_MAX_RESUMES:
         unsent_reason = GAVE_UP_REASON.format(resumes=run.resumes)
     if unsent_reason is not None:
-        for chunk in _pending_chunks(run_id):
-            if not _fail_unsent(run, token, chunk, unsent_reason):
+        for chunk in pending_chunks(run_id):
+            if not fail_unsent(run, token, chunk, unsent_reason):
                 return
     with transaction.atomic():
         run = locked_if_ours(run_id, token)
@@ -288,24 +140,6 @@ def _finish(run_id: uuid.UUID, token: uuid.UUID) -> None:
         run.save(update_fields=["state", "finished_at", "lease_token", "waiting_until"])
         run_outcome_notify(run=run, pipeline_name=run.pipeline.name)
         wake_queued_on_commit(run)
-
-
-def _fail_unsent(
-    run: Run,
-    token: uuid.UUID,
-    chunk: RunChunk,
-    reason: str,
-    status: int | None = None,
-    excerpt: str = "",
-) -> bool:
-    """Fail every record of the chunk not confirmed yet with ``reason``; False when the
-    lease was lost."""
-    outcome = _unsent_outcome(run, chunk, reason, status=status, excerpt=excerpt)
-    try:
-        step = Step(outcome=outcome, done=True)
-        return _confirm(run_id=run.id, token=token, chunk=chunk, step=step) is not None
-    finally:
-        outcome.failures.close()
 
 
 def final_state(*, delivered: int, failed: int) -> str:
@@ -336,7 +170,7 @@ def run_execute(*, run_id: uuid.UUID) -> None:
             "pipeline__destination__destination", "pipeline__source"
         ).get(pk=run_id)
         if run.planned_at is None:
-            _plan(run, token)
+            plan_run(run, token)
         gave_up = run.resumes > settings.RUN_MAX_RESUMES
         if gave_up:
             logger.error("run %s was resumed %s times; giving up", run_id, run.resumes)
@@ -367,21 +201,23 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         # More threads than requests allowed in a second would only queue at the gate.
         concurrency = min(concurrency, max(1, math.ceil(settings_row.rate_limit_per_second)))
     health = _HealthNotes(destination.pk)
-    exhausted = False
     # Rate limit, concurrency and pauses across runs, processes and hosts (osmos.outbound).
     gate = destination_gate(
         destination.pk,
         rate_per_second=settings_row.rate_limit_per_second,
         max_concurrency=settings_row.max_concurrency,
     )
+    # Single mode through libcurl (osmos.outbound.curl) only when chosen: off by default.
+    curl = single and getattr(settings, "DELIVERY_SINGLE_CLIENT", "threads") == "curl"
+    client = CurlSession if curl else OutboundSession
     with (
-        OutboundSession(pool_size=concurrency) as session,
-        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        client(pool_size=concurrency) as session,
+        ThreadPoolExecutor(max_workers=concurrency if single and not curl else 1) as pool,
     ):
         if not single:
-            sender: BatchSender | SingleSender = BatchSender(
+            sender: BatchSender | SingleSender | ThreadedSingleSender = BatchSender(
                 run=run,
-                session=session,
+                session=session,  # type: ignore[arg-type]
                 target=target,
                 split=settings_row.split_failed_batches,
                 prepare=prepare,
@@ -389,10 +225,10 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 recorder=recorder,
                 gate=gate,
             )
-        else:
-            sender = SingleSender(
+        elif not curl:
+            sender = ThreadedSingleSender(
                 run=run,
-                session=session,
+                session=session,  # type: ignore[arg-type]
                 target=target,
                 prepare=prepare,
                 abort=heartbeat.abort,
@@ -401,35 +237,59 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
                 concurrency=concurrency,
                 gate=gate,
             )
-        for position, chunk in enumerate(_pending_chunks(run.id)):
-            if heartbeat.abort.is_set():
-                break
-            # At least one chunk per slice, so that every message makes progress.
-            if position and time.monotonic() > deadline:
-                _release(run.id, token)
+        else:
+            sender = SingleSender(
+                run=run,
+                session=session,  # type: ignore[arg-type]
+                target=target,
+                prepare=prepare,
+                abort=heartbeat.abort,
+                recorder=recorder,
+                concurrency=concurrency,
+                gate=gate,
+            )
+        return _deliver_chunks(run, token, heartbeat, sender, health, deadline)
+
+
+def _deliver_chunks(
+    run: Run,
+    token: uuid.UUID,
+    heartbeat: Heartbeat,
+    sender: BatchSender | SingleSender | ThreadedSingleSender,
+    health: _HealthNotes,
+    deadline: float,
+) -> bool:
+    """Send and confirm the pending chunks in order (see ``_deliver_pending``)."""
+    exhausted = False
+    for position, chunk in enumerate(pending_chunks(run.id)):
+        if heartbeat.abort.is_set():
+            break
+        # At least one chunk per slice, so that every message makes progress.
+        if position and time.monotonic() > deadline:
+            _release(run.id, token)
+            return False
+        for step in sender.deliver(chunk):
+            try:
+                confirmed = confirm_step(run_id=run.id, token=token, chunk=chunk, step=step)
+            finally:
+                step.outcome.failures.close()
+            if confirmed is None:
                 return False
-            for step in sender.deliver(chunk):
-                try:
-                    confirmed = _confirm(run_id=run.id, token=token, chunk=chunk, step=step)
-                finally:
-                    step.outcome.failures.close()
-                if confirmed is None:
+            if step.wait is None and step.outcome.delivered:
+                health.success()
+            if confirmed.state == RunState.CANCELLED:
+                # Seen under the row lock: stop now rather than at the next heartbeat.
+                heartbeat.cancelled = True
+                heartbeat.abort.set()
+                return True
+            if step.wait is not None:
+                if _wait(run, token, chunk, step.wait, exhausted=exhausted):
                     return False
-                if step.wait is None and step.outcome.delivered:
-                    health.success()
-                if confirmed.state == RunState.CANCELLED:
-                    # Seen under the row lock: stop now rather than at the next heartbeat.
-                    heartbeat.cancelled = True
-                    heartbeat.abort.set()
-                    return True
-                if step.wait is not None:
-                    if _wait(run, token, chunk, step.wait, exhausted=exhausted):
-                        return False
-                    # The schedule is exhausted and the chunk's records failed; the run goes
-                    # on, and its later chunks fail at their first such failure (the
-                    # destination has been failing for the whole schedule already).
-                    exhausted = True
-                    break
+                # The schedule is exhausted and the chunk's records failed; the run goes
+                # on, and its later chunks fail at their first such failure (the
+                # destination has been failing for the whole schedule already).
+                exhausted = True
+                break
     return True
 
 
@@ -492,7 +352,7 @@ def _wait(
             attempts=attempts,
             seconds=(now - first_failed_at).total_seconds(),
         )
-        _fail_unsent(run, token, chunk, reason, status=error.status, excerpt=error.response_excerpt)
+        fail_unsent(run, token, chunk, reason, status=error.status, excerpt=error.response_excerpt)
         return False
     next_attempt_at = now + timedelta(seconds=delay)
     health_record_failure(

@@ -28,10 +28,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 MAX_MODULE_LINES = 450
 # Modules over the limit today, each owned by another engineer this round, with its size. The
 # list may only shrink, and a listed module may only get shorter.
-KNOWN_LARGE: dict[str, int] = {
-    "osmos/outbound/client.py": 560,
-    "pipelines/delivery.py": 517,
-}
+KNOWN_LARGE: dict[str, int] = {}
 # The project's wiring: one settings file by design (STYLE, "Settings").
 NOT_SIZED = {"osmos/settings.py"}
 

@@ -259,7 +259,7 @@ def bench_deliver_batch(ctx) -> Outcome:
         full_size=1_000_000,
         what=f"a pipeline run of {BATCH_RECORDS:,} stored records in batches of "
         f"{BATCH_SIZE:,} to the sink (1 Dramatiq worker process)",
-        goal=0.5,
+        goal=0.8,
         products=products,
         baselines=baselines,
         checks=checks,
@@ -386,7 +386,7 @@ def bench_deliver_single(ctx) -> Outcome:
         records=SINGLE_RECORDS,
         full_size=20_000,
         what=f"{SINGLE_RECORDS:,} records, one request each (write_mode single, max_concurrency=8)",
-        goal=1.5,
+        goal=3.0,
         products=products,
         baselines=baselines,
         checks=checks,

@@ -21,113 +21,62 @@ Header values are customer secrets: they never appear in messages or logs.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import math
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Sequence
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import certifi
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from osmos.outbound.headers import (
-    RESERVED_HEADERS,
-    VALUE_MESSAGE,
-    is_valid_header_name,
-    is_valid_header_value,
+from osmos.outbound.answers import (
+    DEFAULT_MAX_BODY_BYTES,
+    EXCERPT_BYTES,
+    TRANSIENT_STATUSES,
+    USER_AGENT,
+    DeliveryError,
+    Response,
+    answer,
+    is_transient_status,
+    status_error,
 )
-from osmos.outbound.ratelimit import wait_from_headers
-from osmos.outbound.scrub import scrub
-from osmos.outbound.signing import signature_headers
-from osmos.outbound.urlguard import (
-    DEFAULT_PORTS,
-    IPAddress,
-    Resolver,
-    UnresolvableHost,
-    UnsafeURL,
-    parse_destination_url,
-    resolve_and_check,
+from osmos.outbound.target import (
+    DEFAULT_DNS_CACHE_SECONDS,
+    Pins,
+    Target,
+    body_length,
+    checked_target,
+    request_headers,
+    sign,
+    target_of,
 )
+from osmos.outbound.urlguard import IPAddress, Resolver, UnresolvableHost, UnsafeURL
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "EXCERPT_BYTES",
+    "TRANSIENT_STATUSES",
+    "USER_AGENT",
+    "DeliveryError",
+    "OutboundSession",
+    "Response",
+    "is_transient_status",
+    "status_error",
+]
+
+# Kept under their old names (tests check that save and send agree through them).
+_target = target_of
+_request_headers = request_headers
 
 logger = logging.getLogger(__name__)
 
-EXCERPT_BYTES = 2048
-# The body kept for the caller (per-record results); a longer body is cut there and its
-# connection closed instead of being read to the end.
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-# How long a checked DNS answer is reused: keeps one address (so one pool of keep-alive
-# connections) per host during a run instead of a lookup per request.
-DEFAULT_DNS_CACHE_SECONDS = 30.0
 UPLOAD_BLOCK_BYTES = 256 * 1024
-TRANSIENT_STATUSES = frozenset((408, 425, 429))
-
-
-try:
-    _VERSION = version("osmos")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    _VERSION = "dev"
-USER_AGENT = f"osmos/{_VERSION} (+https://osmos.example/webhooks)"
-
-
-def is_transient_status(status: int) -> bool:
-    """SPEC §5.1: 408, 425, 429 and 5xx may succeed later; any other status will not."""
-    return status in TRANSIENT_STATUSES or 500 <= status < 600
-
-
-class DeliveryError(Exception):
-    """A request that did not succeed.
-
-    `transient` is True when the same request may succeed later (connection errors,
-    timeouts, DNS failures, 408, 425, 429, 5xx); `status`, `headers` (lower-case names) and
-    `response_excerpt` (scrubbed) are set when the destination answered; `retry_after`
-    (seconds, capped) when it asked for a wait (`Retry-After`, or a RateLimit quota at 0).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-        response_excerpt: str = "",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.status = status
-        self.retry_after = retry_after
-        self.response_excerpt = response_excerpt
-        self.headers = dict(headers) if headers is not None else None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exception's default pickling would lose the keyword-only arguments.
-        details = {k: v for k, v in vars(self).items() if k != "message"}
-        return (partial(type(self), self.message, **details), ())
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A 2xx answer: its status, headers (lower-case names, repeated ones joined by ", "),
-    the first `max_body_bytes` of its body, the start of that body as text (at most 2 KB,
-    scrubbed) and the time taken (seconds)."""
-
-    status: int
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-    excerpt: str
-    elapsed: float
 
 
 class DeadlineExceeded(TimeoutError):
@@ -258,9 +207,7 @@ class OutboundSession:
         ca_bundle: str | None = None,
         pool_size: int = 10,
     ) -> None:
-        self._resolver = resolver
-        self._dns_cache_seconds = dns_cache_seconds
-        self._pins: dict[tuple[str, int], tuple[float, IPAddress]] = {}
+        self._pins = Pins(resolver, dns_cache_seconds)
         self._pools = urllib3.PoolManager(
             num_pools=10,
             maxsize=pool_size,
@@ -300,34 +247,20 @@ class OutboundSession:
         """
         if not 0 < timeout < math.inf:
             raise ValueError("timeout must be a positive number of seconds")
-        try:
-            target = _target(url)
-        except UnsafeURL as exc:
-            raise DeliveryError(str(exc), transient=False) from None
-        request_headers = _request_headers(headers, idempotency_key)
-        request_headers["Host"] = target.host_header
+        target = checked_target(url)
         secrets = [value for _name, value in headers]
-        data: bytes | IO[bytes]
-        if isinstance(body, bytes):
-            data = body
-        else:
+        headers_out = request_headers(headers, idempotency_key)
+        headers_out["Host"] = target.host_header
+        if not isinstance(body, bytes):
             # An explicit length: urllib3 would otherwise send a file with chunked encoding.
-            request_headers["Content-Length"] = str(body.seek(0, io.SEEK_END))
-            body.seek(0)
-            data = body
-        if signing_secrets:
-            request_headers.update(
-                signature_headers(
-                    msg_id=idempotency_key,
-                    timestamp=int(time.time()),
-                    body=data,
-                    secrets=signing_secrets,
-                )
-            )
+            headers_out["Content-Length"] = str(body_length(body))
+        sign(
+            headers_out, idempotency_key=idempotency_key, body=body, signing_secrets=signing_secrets
+        )
         started = time.monotonic()
         _request.deadline = started + timeout
         try:
-            response = self._urlopen(target, method, data, request_headers, timeout)
+            response = self._urlopen(target, method, body, headers_out, timeout)
             try:
                 content, complete = _read_body(response, max_body_bytes)
             finally:
@@ -337,24 +270,21 @@ class OutboundSession:
         elapsed = time.monotonic() - started
         # Host only: paths and queries may carry tokens too.
         logger.debug("%s answered %s in %.3f s", target.host, response.status, elapsed)
-        excerpt = scrub(content[:EXCERPT_BYTES].decode("utf-8", errors="replace"), secrets)
-        response_headers = {name.lower(): value for name, value in response.headers.itermerged()}
-        status = response.status
-        if 200 <= status < 300 and complete is None:
-            raise DeliveryError(
-                f"{target.host} answered {status} but did not send the complete answer within "
-                f"{timeout:g} s (the limit for the whole request).",
-                transient=True,
-                response_excerpt=excerpt,
-                headers=response_headers,
-            )
-        if 200 <= status < 300:
-            return Response(status, response_headers, content, excerpt, elapsed)
-        raise _status_error(status, response.reason, response_headers, excerpt)
+        return answer(
+            host=target.host,
+            status=response.status,
+            reason=response.reason,
+            headers={name.lower(): value for name, value in response.headers.itermerged()},
+            content=content,
+            complete=complete,
+            secrets=secrets,
+            timeout=timeout,
+            elapsed=elapsed,
+        )
 
     def _urlopen(
         self,
-        target: _Target,
+        target: Target,
         method: str,
         data: bytes | IO[bytes],
         request_headers: dict[str, str],
@@ -389,7 +319,7 @@ class OutboundSession:
                 f"The request could not be sent ({type(exc).__name__}).", transient=False
             ) from None
 
-    def _pool(self, target: _Target) -> urllib3.HTTPConnectionPool:
+    def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         """The keep-alive pool of the checked address; for https the pool keeps the URL's
         host name for SNI and certificate verification (the connection's host is the IP)."""
         address = self.pinned_address(target.host, target.port)
@@ -400,17 +330,11 @@ class OutboundSession:
 
     def pinned_address(self, host: str, port: int) -> IPAddress:
         """The checked address to connect to (cached for a while); raises UnsafeURL."""
-        now = time.monotonic()
-        pin = self._pins.get((host, port))
-        if pin is None or pin[0] <= now:
-            addresses = resolve_and_check(host, port, resolver=self._resolver)
-            pin = (now + self._dns_cache_seconds, addresses[0])
-            self._pins[(host, port)] = pin
-        return pin[1]
+        return self._pins.address(host, port)
 
     def forget(self, host: str, port: int) -> None:
         """Drop the cached address, so that the next request resolves the host again."""
-        self._pins.pop((host, port), None)
+        self._pins.forget(host, port)
 
     def close(self) -> None:
         self._pools.clear()
@@ -420,58 +344,6 @@ class OutboundSession:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    scheme: str
-    host: str
-    port: int
-    path: str  # with the query
-    host_header: str
-
-
-@functools.lru_cache(maxsize=256)
-def _target(url: str) -> _Target:
-    """The checked shape of a URL (raises UnsafeURL); cached: a run sends to one URL."""
-    destination = parse_destination_url(url)
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(
-        scheme=destination.scheme,
-        host=destination.host,
-        port=destination.port,
-        path=path,
-        host_header=_host_header(url),
-    )
-
-
-def _request_headers(headers: list[tuple[str, str]], idempotency_key: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for name, value in headers:
-        if not is_valid_header_name(name):
-            raise DeliveryError(f"The header name {name!r} is not valid.", transient=False)
-        if name.lower() in RESERVED_HEADERS:  # set below or by the connection
-            continue
-        if not is_valid_header_value(value):
-            raise DeliveryError(
-                f"The value of the header {name} is not valid. {VALUE_MESSAGE}", transient=False
-            )
-        result[name] = value
-    result["Content-Type"] = "application/json"
-    result["User-Agent"] = USER_AGENT
-    result["Idempotency-Key"] = idempotency_key
-    return result
-
-
-def _host_header(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port and parts.port != DEFAULT_PORTS.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
 
 
 def _read_body(response: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool | None]:
@@ -495,30 +367,6 @@ def _read_body(response: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, b
     if not complete:
         response.close()
     return bytes(content[:limit]), complete
-
-
-def _status_error(
-    status: int, reason: str | None, headers: dict[str, str], excerpt: str
-) -> DeliveryError:
-    if 300 <= status < 400:
-        location = headers.get("location", "")[:200] or "no Location"
-        return DeliveryError(
-            f"The destination answered {status} (redirect to {location}); "
-            "redirects are not followed, set the final URL on the destination.",
-            transient=False,
-            status=status,
-            response_excerpt=excerpt,
-            headers=headers,
-        )
-    transient = is_transient_status(status)
-    return DeliveryError(
-        f"The destination answered {status} {reason or ''}".rstrip() + ".",
-        transient=transient,
-        status=status,
-        retry_after=wait_from_headers(status, headers) if transient else None,
-        response_excerpt=excerpt,
-        headers=headers,
-    )
 
 
 def _transport_error(exc: urllib3.exceptions.HTTPError, host: str, timeout: float) -> DeliveryError:

@@ -23,6 +23,11 @@ from cryptography.x509.oid import NameOID
 
 from osmos.outbound.client import USER_AGENT, DeliveryError, OutboundSession
 from osmos.outbound.ratelimit import parse_retry_after
+from tests.outbound.clients import client_fixture
+
+# Every test runs against both clients (urllib3 and libcurl): the same contract.
+Client = OutboundSession
+client = client_fixture(__name__)
 
 SECRET = "Bearer s3cr3t-t0ken-value-9f8e7d"
 
@@ -119,7 +124,7 @@ def server(settings):
 
 @pytest.fixture
 def session():
-    with OutboundSession() as outbound:
+    with Client() as outbound:
         yield outbound
 
 
@@ -135,7 +140,7 @@ def resolver_answering(*answers: str, calls: list[str] | None = None):
     return resolve
 
 
-def send(session: OutboundSession, url: str, **overrides):
+def send(session, url: str, **overrides):
     arguments = {"headers": [], "body": b"{}", "idempotency_key": "key-1", "timeout": 5.0}
     return session.send("POST", url, **(arguments | overrides))
 
@@ -384,7 +389,7 @@ def test_host_that_does_not_resolve_at_send_time_is_a_transient_failure(server):
     def no_answer(host, port, *args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    with OutboundSession(resolver=no_answer) as session, pytest.raises(DeliveryError) as caught:
+    with Client(resolver=no_answer) as session, pytest.raises(DeliveryError) as caught:
         send(session, server.url(host="gone.test"))
 
     assert caught.value.transient is True
@@ -413,7 +418,7 @@ def test_refused_address_is_refused_at_send_time_without_connecting(server, sess
 def test_name_resolving_to_a_refused_address_is_refused_without_connecting(server, settings):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.2/32"]  # the server's 127.0.0.1 is not
 
-    session = OutboundSession(resolver=resolver_answering("127.0.0.1"))
+    session = Client(resolver=resolver_answering("127.0.0.1"))
     with session, pytest.raises(DeliveryError) as caught:
         send(session, server.url(host="internal.test"))
 
@@ -436,7 +441,7 @@ def test_connection_goes_to_the_checked_address_when_dns_answers_change(server):
     calls: list[str] = []
     resolver = resolver_answering("127.0.0.1", "10.0.0.1", calls=calls)
 
-    with OutboundSession(resolver=resolver, dns_cache_seconds=0) as session:
+    with Client(resolver=resolver, dns_cache_seconds=0) as session:
         send(session, server.url("/first", host="rebind.test"))
         assert calls == ["rebind.test"]  # one lookup: no second one between check and connect
 
@@ -452,7 +457,7 @@ def test_checked_address_is_kept_for_a_while_so_connections_are_reused(server):
     calls: list[str] = []
     resolver = resolver_answering("127.0.0.1", "10.0.0.1", calls=calls)
 
-    with OutboundSession(resolver=resolver) as session:
+    with Client(resolver=resolver) as session:
         for n in range(3):
             send(session, server.url(f"/hook/{n}", host="cached.test"))
 
@@ -471,7 +476,7 @@ def test_ipv6_literal_destination_is_reached_with_a_bracketed_host_header(settin
     except OSError:
         pytest.skip("no IPv6 loopback here")
     try:
-        with OutboundSession() as session:
+        with Client() as session:
             send(session, server.url(host="[::1]"))
     finally:
         server.shutdown()
@@ -504,7 +509,7 @@ def tls_server(settings, tmp_path):
 def test_https_keeps_the_host_name_for_sni_host_header_and_certificate(tls_server):
     resolver = resolver_answering("127.0.0.1")
 
-    with OutboundSession(resolver=resolver, ca_bundle=tls_server.ca_path) as session:
+    with Client(resolver=resolver, ca_bundle=tls_server.ca_path) as session:
         response = send(session, tls_server.url(host="api.osmos-test.example", scheme="https"))
 
     assert response.status == 200
@@ -515,7 +520,7 @@ def test_https_keeps_the_host_name_for_sni_host_header_and_certificate(tls_serve
 def test_https_certificate_for_another_name_is_refused(tls_server):
     resolver = resolver_answering("127.0.0.1")
 
-    session = OutboundSession(resolver=resolver, ca_bundle=tls_server.ca_path)
+    session = Client(resolver=resolver, ca_bundle=tls_server.ca_path)
     with session, pytest.raises(DeliveryError) as caught:
         send(session, tls_server.url(host="other.osmos-test.example", scheme="https"))
 

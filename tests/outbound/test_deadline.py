@@ -9,7 +9,12 @@ import time
 import pytest
 
 from osmos.outbound.client import DeliveryError, OutboundSession
+from tests.outbound.clients import client_fixture
 from tests.outbound.drip import DripServer, drip, endless
+
+# Every test runs against both clients (urllib3 and libcurl): the same contract.
+Client = OutboundSession
+client = client_fixture(__name__)
 
 TIMEOUT = 1.0
 # The machine is shared and loaded: the call must end near the deadline, not exactly on it.
@@ -37,7 +42,7 @@ def serve():
 def timed_send(url: str, **overrides) -> tuple[float, DeliveryError | None]:
     arguments = {"headers": [], "body": b"{}", "idempotency_key": "k", "timeout": TIMEOUT}
     started = time.monotonic()
-    with OutboundSession() as session:
+    with Client() as session:
         try:
             session.send("POST", url, **(arguments | overrides))
         except DeliveryError as exc:
@@ -102,7 +107,7 @@ def test_an_endless_fast_body_stops_at_max_body_bytes_without_an_error(serve):
             conn.sendall(block)
 
     started = time.monotonic()
-    with OutboundSession() as session:
+    with Client() as session:
         response = session.send(
             "POST",
             serve(answer).url(),

@@ -12,6 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from osmos.outbound.client import DeliveryError, OutboundSession
+from tests.outbound.clients import client_fixture
+
+# Every test runs against both clients (urllib3 and libcurl): the same contract.
+Client = OutboundSession
+client = client_fixture(__name__)
 
 SECRET = "Bearer s3cr3t-t0ken-value-9f8e7d"
 
@@ -63,7 +68,7 @@ def send(url: str, **overrides):
         "idempotency_key": "key-1",
         "timeout": 5.0,
     }
-    with OutboundSession() as session:
+    with Client() as session:
         return session.send("POST", url, **(arguments | overrides))
 
 
