@@ -116,7 +116,7 @@ def test_sign_up_to_records_delivered_through_the_browser(page, sink, worker):
     page.get_by_label("Batch size").fill("20")
     page.get_by_role("button", name="Create connector").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("CRM")
-    expect(page.get_by_text("Authorization: ••••42ab")).to_be_visible()
+    expect(page.get_by_text("Authorization: ••••42ab", exact=True)).to_be_visible()
     expect(page.locator("body")).not_to_contain_text("crm-secret")
 
     # The pipeline builder: total ← amount, a type warning seen and fixed on the way.
