@@ -18,40 +18,25 @@ record; records after it that were already in flight are sent again later, same 
 from __future__ import annotations
 
 import collections
-import itertools
-import threading
 import time
-from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 
 from osmos.outbound.client import DeliveryError, Response
 from osmos.outbound.curl import CurlSession
-from osmos.outbound.gate import DestinationGate, Permit
+from osmos.outbound.gate import Permit
 from osmos.outbound.shaping import ShapingError
-from pipelines.models import Run, RunChunk
-from pipelines.records import (
-    VALIDATION_GROUP,
-    FailureBuffer,
-    FailureSpool,
-    Outcome,
-    Preparer,
-    Step,
-    chunk_texts,
-)
-from pipelines.results import rejected_records
+from pipelines.models import RunChunk
 from pipelines.retries import (
     GATE_MAX_WAIT_SECONDS,
     Aborted,
     Attempt,
-    Target,
     Throttled,
     must_wait,
-    too_large_hint,
 )
-from pipelines.senders import CANCELLED_REASON, RequestRecorder
+from pipelines.single_steps import NOT_SENT, StepSender
 
-_NOT_SENT = object()  # a record left unsent because an earlier one made the chunk wait
 # While requests are in flight, a gate that is not open is asked again when it says a permit
 # may be free (its wait hint: a send time, a pause's end), and at least this often.
 GATE_POLL_SECONDS = 0.05
@@ -70,95 +55,20 @@ class _Flight:
         self.url = url
 
 
-class SingleSender:
+class SingleSender(StepSender):
     """Sends a chunk one record per request, ``concurrency`` at a time, in confirmed steps.
 
     Every database write stays with the engine and the request log, in the run's thread.
     """
 
-    def __init__(
-        self,
-        *,
-        run: Run,
-        session: CurlSession,
-        target: Target,
-        prepare: Preparer,
-        abort: threading.Event,
-        recorder: RequestRecorder,
-        concurrency: int,
-        gate: DestinationGate,
-    ) -> None:
-        self.gate = gate
-        self.run = run
+    def __init__(self, *, session: CurlSession, **common: Any) -> None:
+        super().__init__(**common)
         self.session = session
-        self.target = target
-        self.prepare = prepare
-        self.abort = abort
-        self.recorder = recorder
-        self.concurrency = concurrency
-        # Records per step, adapted to the measured rate (starts small: a slow destination).
-        self._step_size = concurrency
 
-    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
-        pending = FailureBuffer()
-        records = self.prepare(chunk_texts(self.run, chunk), pending)  # type: ignore[arg-type]
-        while group := list(itertools.islice(records, self._step_size)):
-            started = time.monotonic()
-            step = self._send_group(chunk, group, pending)
-            self.recorder.flush()
-            self._adapt(len(group), time.monotonic() - started)
-            yield step
-            if step.wait is not None:
-                return
-        outcome = Outcome(failures=FailureSpool())
-        pending.move_to(outcome.failures, through=None)
-        yield Step(outcome=outcome, done=True)
-
-    def _adapt(self, sent: int, seconds: float) -> None:
-        target = settings.DELIVERY_PROGRESS_SECONDS
-        rate = sent / max(seconds, 0.001)
-        size = int(rate * target)
-        self._step_size = max(self.concurrency, min(VALIDATION_GROUP, size))
-
-    def _send_group(
-        self, chunk: RunChunk, group: list[tuple[int, bytes]], pending: FailureBuffer
-    ) -> Step:
-        outcome = Outcome(failures=FailureSpool())
-        results, attempts = _Group(self, chunk, group).run()
-        first_wait = next(
-            (i for i, r in enumerate(results) if isinstance(r, DeliveryError) and must_wait(r)),
-            None,
-        )
-        for attempt in itertools.chain.from_iterable(attempts):
-            self.recorder.add(chunk, attempt)
-        accounted = group if first_wait is None else group[:first_wait]
-        for (sequence, raw), result in zip(accounted, results, strict=False):
-            self._account(sequence, raw, result, outcome)
-        if first_wait is None:
-            through, wait = group[-1][0], None
-        else:
-            through, wait = group[first_wait][0] - 1, results[first_wait]
-        pending.move_to(outcome.failures, through=through)
-        return Step(outcome=outcome, done=False, through=through, wait=wait)
-
-    def _account(self, sequence: int, raw: bytes, result: object, outcome: Outcome) -> None:
-        if isinstance(result, Response):
-            rejected = (
-                rejected_records(result, record_count=1, secrets=self.target.secrets())
-                if self.target.per_record
-                else []
-            )
-            if not rejected:
-                outcome.delivered += 1
-                return
-            reason, status, excerpt = rejected[0][1], result.status, result.excerpt
-        elif isinstance(result, DeliveryError):
-            reason, status, excerpt = too_large_hint(result), result.status, result.response_excerpt
-        else:
-            reason, status, excerpt = CANCELLED_REASON, None, ""
-        outcome.failures.add(
-            sequence=sequence, record=raw, reason=reason, status=status, excerpt=excerpt
-        )
+    def _send_step(
+        self, chunk: RunChunk, group: list[tuple[int, bytes]]
+    ) -> tuple[list[object], list[list[Attempt]]]:
+        return _Group(self, chunk, group).run()
 
 
 class _Group:
@@ -168,7 +78,7 @@ class _Group:
         self.sender = sender
         self.chunk = chunk
         self.group = group
-        self.results: list[object] = [_NOT_SENT] * len(group)
+        self.results: list[object] = [NOT_SENT] * len(group)
         self.attempts: list[list[Attempt]] = [[] for _ in group]
         self.requests: dict[int, tuple[str, bytes]] = {}
         self.fresh = iter(range(len(group)))
