@@ -474,6 +474,13 @@ NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env_float("NOTIFICATION_WEBHOOK_TIMEOUT_S
 NOTIFICATION_WEBHOOK_RETRY_SCHEDULE = _retry_schedule(
     "NOTIFICATION_WEBHOOK_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
 )
+# Single mode's sender: "threads" (urllib3 in a thread pool, the default) or "curl" (libcurl's
+# multi interface in the run's thread: pipelines/single.py; opt-in, see docs/benchmarks.md).
+DELIVERY_SINGLE_CLIENT = env.str("DELIVERY_SINGLE_CLIENT", default="threads")
+if DELIVERY_SINGLE_CLIENT not in ("threads", "curl"):
+    raise ImproperlyConfigured(
+        f"DELIVERY_SINGLE_CLIENT={DELIVERY_SINGLE_CLIENT!r} must be threads or curl"
+    )
 # One quick retry inside the worker before the chunk waits on the schedule (0: none).
 DELIVERY_QUICK_RETRY_SECONDS = env_float("DELIVERY_QUICK_RETRY_SECONDS", 1.0)
 DELIVERY_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env_int(

@@ -208,7 +208,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         max_concurrency=settings_row.max_concurrency,
     )
     # Single mode through libcurl (osmos.outbound.curl) only when chosen: off by default.
-    curl = single and getattr(settings, "DELIVERY_SINGLE_CLIENT", "threads") == "curl"
+    curl = single and settings.DELIVERY_SINGLE_CLIENT == "curl"
     client = CurlSession if curl else OutboundSession
     with (
         client(pool_size=concurrency) as session,
