@@ -144,24 +144,18 @@ def pipeline_new(request: HttpRequest) -> HttpResponse:
         }
         return render(request, "pipelines/pick.html", context)
     if request.method == "GET":
-        draft = PipelineDraft.new(source=source, destination=destination)
-        return render(request, "pipelines/builder.html", _builder_context(request, draft))
+        return _builder_page(request, PipelineDraft.new(source=source, destination=destination))
     draft = PipelineDraft.from_post(request.POST, source=source, destination=destination)
     try:
         pipeline = services.pipeline_create(
             organization=request.organization,
-            name=draft.name,
             source_id=source.pk,
             destination_id=destination.pk,
-            mapping=draft.mapping(),
-            schedule=draft.schedule_argument(),
-            sync_mode=draft.sync_mode,
-            enabled=draft.enabled,
+            **draft.settings(),
         )
     except InvalidInput as error:
         draft.attach_errors(error.errors)
-        context = _builder_context(request, draft)
-        return render(request, "pipelines/builder.html", context, status=400)
+        return _builder_page(request, draft, status=400)
     messages.success(request, f"Pipeline “{pipeline.name}” created.")
     return redirect("pipelines:detail", pipeline_id=pipeline.pk)
 
@@ -172,29 +166,31 @@ def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
     require_manager(request)
     pipeline = _pipeline_or_404(request, pipeline_id)
     if request.method == "GET":
-        draft = PipelineDraft.of(pipeline)
-        context = _builder_context(request, draft)
-        context["pipeline"] = pipeline
-        return render(request, "pipelines/builder.html", context)
+        return _builder_page(request, PipelineDraft.of(pipeline), pipeline=pipeline)
     draft = PipelineDraft.from_post(
         request.POST, source=pipeline.source, destination=pipeline.destination
     )
     try:
-        services.pipeline_update(
-            pipeline=pipeline,
-            name=draft.name,
-            mapping=draft.mapping(),
-            schedule=draft.schedule_argument(),
-            sync_mode=draft.sync_mode,
-            enabled=draft.enabled,
-        )
+        services.pipeline_update(pipeline=pipeline, **draft.settings())
     except InvalidInput as error:
         draft.attach_errors(error.errors)
-        context = _builder_context(request, draft)
-        context["pipeline"] = pipeline
-        return render(request, "pipelines/builder.html", context, status=400)
+        return _builder_page(request, draft, pipeline=pipeline, status=400)
     messages.success(request, "Pipeline saved.")
     return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+
+
+def _builder_page(
+    request: HttpRequest,
+    draft: PipelineDraft,
+    *,
+    pipeline: Pipeline | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The builder, of a new pipeline or of ``pipeline`` when it edits one."""
+    context = _builder_context(request, draft)
+    if pipeline is not None:
+        context["pipeline"] = pipeline
+    return render(request, "pipelines/builder.html", context, status=status)
 
 
 def _draft_for_preview(request: HttpRequest) -> PipelineDraft:
