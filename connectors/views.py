@@ -18,19 +18,7 @@ from django.utils.timezone import now
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connectors import hooks, selectors, services
-from connectors.forms import (
-    DIRECTION_CHOICES,
-    DIRECTION_HELP,
-    FIELD_TYPES,
-    METHODS,
-    SYSTEM_CHOICES,
-    WRITE_MODES,
-    ConnectorDraft,
-    ConnectorFilterForm,
-    HeaderRow,
-    SchemaRow,
-    curl_example_body,
-)
+from connectors.forms import ConnectorDraft, ConnectorFilterForm, curl_example_body
 from connectors.health import NotPaused, destination_resume, health_of
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
@@ -38,6 +26,8 @@ from connectors.models import (
     Direction,
     VerificationScheme,
 )
+from connectors.validation import destination_shown
+from connectors.wizard import added_a_row, posted_draft, wizard_context
 from osmos.errors import DomainError, InvalidInput
 from osmos.tenancy.scope import tenant_object_or_404
 from osmos.tenancy.views import organization_required, require_manager
@@ -114,17 +104,6 @@ def connector_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _wizard_context(draft: ConnectorDraft) -> dict:
-    return {
-        "draft": draft,
-        "systems": SYSTEM_CHOICES,
-        "directions": [(value, label, DIRECTION_HELP[value]) for value, label in DIRECTION_CHOICES],
-        "field_types": FIELD_TYPES,
-        "methods": METHODS,
-        "write_modes": WRITE_MODES,
-    }
-
-
 @organization_required
 @require_http_methods(["GET", "POST"])
 def connector_new(request: HttpRequest) -> HttpResponse:
@@ -132,10 +111,10 @@ def connector_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         direction = request.GET.get("direction", "")
         draft = ConnectorDraft.initial(direction=direction if direction in Direction.values else "")
-        return render(request, "connectors/new.html", _wizard_context(draft))
+        return render(request, "connectors/new.html", wizard_context(draft))
     draft = ConnectorDraft.from_post(request.POST)
-    if _added_a_row(request, draft):
-        return render(request, "connectors/new.html", _wizard_context(draft))
+    if added_a_row(request, draft):
+        return render(request, "connectors/new.html", wizard_context(draft))
     if draft.values["system"] != "http_api":
         draft.add_error("system", "Choose the system of the connector.")
     if not draft.has_errors:
@@ -155,18 +134,7 @@ def connector_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Connector “{result.connector.name}” created.")
             show_warnings(request, result)
             return redirect("connectors:detail", connector_id=result.connector.pk)
-    return render(request, "connectors/new.html", _wizard_context(draft), status=400)
-
-
-def _added_a_row(request: HttpRequest, draft: ConnectorDraft) -> bool:
-    """The "add a row" buttons of the page without JavaScript: one more blank row, no save."""
-    if "add_field" in request.POST:
-        draft.schema.append(SchemaRow(key=f"f{len(draft.schema)}"))
-        return True
-    if "add_header" in request.POST:
-        draft.headers.append(HeaderRow())
-        return True
-    return False
+    return render(request, "connectors/new.html", wizard_context(draft), status=400)
 
 
 @organization_required
@@ -377,20 +345,7 @@ def source_rotate(request: HttpRequest, connector_id) -> HttpResponse:
 def _draft_of(connector: Connector) -> ConnectorDraft:
     destination = None
     if not connector.is_source:
-        settings_ = connector.destination
-        destination = {
-            "url": settings_.url,
-            "method": settings_.method,
-            "headers": settings_.masked_headers(),
-            "write_mode": settings_.write_mode,
-            "batch_size": settings_.batch_size,
-            "split_failed_batches": settings_.split_failed_batches,
-            "timeout_seconds": settings_.timeout_seconds,
-            "rate_limit_per_second": settings_.rate_limit_per_second,
-            "max_concurrency": settings_.max_concurrency,
-            "response_format": settings_.response_format,
-            "body_template": settings_.body_template,
-        }
+        destination = destination_shown(connector.destination)
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name
     return draft
@@ -402,28 +357,24 @@ def connector_edit(request: HttpRequest, connector_id) -> HttpResponse:
     """Name and destination settings; the schema is shown, never editable."""
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
-    status = 200
     if request.method == "GET":
         draft = _draft_of(connector)
     else:
-        draft = ConnectorDraft.from_post(request.POST)
-        if not _added_a_row(request, draft):
-            try:
-                result = services.connector_update(
-                    connector=connector,
-                    name=draft.name,
-                    destination=None if connector.is_source else draft.destination(),
-                )
-            except InvalidInput as error:
-                draft.attach_errors(error.errors)
-                status = 400
-            else:
-                messages.success(request, "Settings saved.")
-                show_warnings(request, result)
-                return redirect("connectors:detail", connector_id=connector.pk)
-    context = _wizard_context(draft)
+        draft, result = posted_draft(
+            request,
+            lambda draft: services.connector_update(
+                connector=connector,
+                name=draft.name,
+                destination=None if connector.is_source else draft.destination(),
+            ),
+        )
+        if result is not None:
+            messages.success(request, "Settings saved.")
+            show_warnings(request, result)
+            return redirect("connectors:detail", connector_id=connector.pk)
+    context = wizard_context(draft)
     context["connector"] = connector
-    return render(request, "connectors/edit.html", context, status=status)
+    return render(request, "connectors/edit.html", context, status=400 if draft.has_errors else 200)
 
 
 @organization_required
