@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.timezone import now
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,7 +31,7 @@ from connectors.validation import destination_shown
 from connectors.wizard import added_a_row, posted_draft, wizard_context
 from osmos.errors import DomainError, InvalidInput
 from osmos.tenancy.scope import tenant_object_or_404
-from osmos.tenancy.views import organization_required, require_manager
+from osmos.tenancy.views import delete_confirmed, organization_required, require_manager
 
 PAGE_SIZE = 25
 # Plain ingest tokens and secrets exist only in the answer that issues them: we keep one in the
@@ -383,13 +384,14 @@ def connector_delete(request: HttpRequest, connector_id) -> HttpResponse:
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
     if request.method == "POST":
-        try:
-            services.connector_delete(connector=connector)
-        except services.ConnectorInUse as error:
-            messages.error(request, error.detail)
-            return redirect("connectors:detail", connector_id=connector.pk)
-        messages.success(request, f"Connector “{connector.name}” deleted.")
-        return redirect("connectors:list")
+        return delete_confirmed(
+            request,
+            lambda: services.connector_delete(connector=connector),
+            refusal=services.ConnectorInUse,
+            deleted=f"Connector “{connector.name}” deleted.",
+            back_to=reverse("connectors:detail", kwargs={"connector_id": connector.pk}),
+            done_to=reverse("connectors:list"),
+        )
     return render(
         request,
         "connectors/delete.html",

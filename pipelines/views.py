@@ -25,7 +25,7 @@ from connectors.forms import json_cell
 from connectors.models import Connector, Direction, SourceState
 from ingest import selectors as ingest_selectors
 from osmos.errors import InvalidInput
-from osmos.tenancy.views import organization_required, require_manager
+from osmos.tenancy.views import delete_confirmed, organization_required, require_manager
 from pipelines import cron, selectors, services
 from pipelines.forms import (
     CUSTOM,
@@ -245,13 +245,14 @@ def pipeline_delete(request: HttpRequest, pipeline_id) -> HttpResponse:
     require_manager(request)
     pipeline = _pipeline_or_404(request, pipeline_id)
     if request.method == "POST":
-        try:
-            services.pipeline_delete(pipeline=pipeline)
-        except services.PipelineConflict as error:
-            messages.error(request, error.message)
-            return redirect("pipelines:detail", pipeline_id=pipeline.pk)
-        messages.success(request, f"Pipeline “{pipeline.name}” deleted.")
-        return redirect("pipelines:list")
+        return delete_confirmed(
+            request,
+            lambda: services.pipeline_delete(pipeline=pipeline),
+            refusal=services.PipelineConflict,
+            deleted=f"Pipeline “{pipeline.name}” deleted.",
+            back_to=reverse("pipelines:detail", kwargs={"pipeline_id": pipeline.pk}),
+            done_to=reverse("pipelines:list"),
+        )
     return render(request, "pipelines/delete.html", {"pipeline": pipeline})
 
 
