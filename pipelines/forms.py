@@ -167,7 +167,7 @@ class PipelineDraft:
     def mapping(self) -> dict[str, str]:
         return {row.destination.name: row.source for row in self.rows if row.source}
 
-    def settings(self) -> dict[str, Any]:
+    def service_arguments(self) -> dict[str, Any]:
         """The keyword arguments ``pipeline_create`` and ``pipeline_update`` both take."""
         return {
             "name": self.name,

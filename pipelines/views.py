@@ -151,7 +151,7 @@ def pipeline_new(request: HttpRequest) -> HttpResponse:
             organization=request.organization,
             source_id=source.pk,
             destination_id=destination.pk,
-            **draft.settings(),
+            **draft.service_arguments(),
         )
     except InvalidInput as error:
         draft.attach_errors(error.errors)
@@ -171,7 +171,7 @@ def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
         request.POST, source=pipeline.source, destination=pipeline.destination
     )
     try:
-        services.pipeline_update(pipeline=pipeline, **draft.settings())
+        services.pipeline_update(pipeline=pipeline, **draft.service_arguments())
     except InvalidInput as error:
         draft.attach_errors(error.errors)
         return _builder_page(request, draft, pipeline=pipeline, status=400)
