@@ -47,6 +47,22 @@ def _connector_or_404(request: HttpRequest, connector_id) -> Connector:
     return tenant_object_or_404(connectors, request.organization, pk=connector_id)
 
 
+def _destination_or_404(request: HttpRequest, connector_id, why: str) -> Connector:
+    """The organization's destination ``connector_id``; a source is a 404 saying ``why``."""
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404(why)
+    return connector
+
+
+def _source_or_404(request: HttpRequest, connector_id, why: str) -> Connector:
+    """The organization's source ``connector_id``; a destination is a 404 saying ``why``."""
+    connector = _connector_or_404(request, connector_id)
+    if not connector.is_source:
+        raise Http404(why)
+    return connector
+
+
 def _remember_token(request: HttpRequest, result: services.ConnectorWithToken) -> None:
     if result.ingest_token:
         request.session[_TOKEN_SESSION_KEY.format(result.connector.pk)] = result.ingest_token
@@ -200,9 +216,7 @@ def _previous_until(destination):
 def destination_signing(request: HttpRequest, connector_id) -> HttpResponse:
     """Enable, disable, or rotate the signing secret; a new secret is shown once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination signs its requests.")
+    connector = _destination_or_404(request, connector_id, "Only a destination signs its requests.")
     action = request.POST.get("action")
     try:
         if action == "rotate":
@@ -229,9 +243,7 @@ def destination_signing(request: HttpRequest, connector_id) -> HttpResponse:
 def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
     """Set how a source verifies its senders; a generated secret is shown once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if not connector.is_source:
-        raise Http404("Only a source verifies its senders.")
+    connector = _source_or_404(request, connector_id, "Only a source verifies its senders.")
     verification = {"scheme": request.POST.get("scheme", "")}
     if request.POST.get("header", "").strip():
         verification["header"] = request.POST["header"].strip()
@@ -253,9 +265,7 @@ def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
 @require_GET
 def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
     """The health block of a destination page, polled (SPEC §5.2)."""
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination has a health.")
+    connector = _destination_or_404(request, connector_id, "Only a destination has a health.")
     context = {"connector": connector, "health": health_of(connector)}
     return render(request, "connectors/_health.html", context)
 
@@ -265,9 +275,7 @@ def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
 def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
     """Resume a paused destination: its waiting runs go on at once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination can be resumed.")
+    connector = _destination_or_404(request, connector_id, "Only a destination can be resumed.")
     try:
         destination_resume(connector=connector)
     except NotPaused as error:
@@ -282,9 +290,7 @@ def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
 def destination_test(request: HttpRequest, connector_id) -> HttpResponse:
     """Send the made-up sample records once and show the answer on the destination page."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination can be tested.")
+    connector = _destination_or_404(request, connector_id, "Only a destination can be tested.")
     result = hooks.destination_test(connector=connector)
     return _destination_page(
         request,
@@ -298,9 +304,7 @@ def destination_test(request: HttpRequest, connector_id) -> HttpResponse:
 @require_GET
 def source_progress(request: HttpRequest, connector_id) -> HttpResponse:
     """The sample gate block of a source page, polled while samples arrive."""
-    connector = _connector_or_404(request, connector_id)
-    if not connector.is_source:
-        raise Http404("Only a source has samples.")
+    connector = _source_or_404(request, connector_id, "Only a source has samples.")
     context = hooks.source_page(organization=request.organization, connector=connector)
     return render(request, "connectors/_source_progress.html", context)
 
