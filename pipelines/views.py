@@ -12,7 +12,6 @@ from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -25,6 +24,7 @@ from connectors.forms import json_cell
 from connectors.models import Connector, Direction, SourceState
 from ingest import selectors as ingest_selectors
 from osmos.errors import InvalidInput
+from osmos.tenancy.scope import tenant_object_or_404
 from osmos.tenancy.views import delete_confirmed, organization_required, require_manager
 from pipelines import cron, selectors, services
 from pipelines.forms import (
@@ -43,24 +43,13 @@ PREVIEW_RECORDS = 5
 
 
 def _pipeline_or_404(request: HttpRequest, pipeline_id) -> Pipeline:
-    pipeline = _get_or_none(selectors.pipeline_list(organization=request.organization), pipeline_id)
-    if pipeline is None:
-        raise Http404("No such pipeline.")
-    return pipeline
+    pipelines = selectors.pipeline_list(organization=request.organization)
+    return tenant_object_or_404(pipelines, request.organization, pk=pipeline_id)
 
 
 def _run_or_404(request: HttpRequest, run_id) -> Run:
-    run = _get_or_none(selectors.run_list(organization=request.organization), run_id)
-    if run is None:
-        raise Http404("No such run.")
-    return run
-
-
-def _get_or_none(queryset, object_id):
-    try:
-        return queryset.filter(pk=object_id).first()
-    except ValidationError:  # not a UUID
-        return None
+    runs = selectors.run_list(organization=request.organization)
+    return tenant_object_or_404(runs, request.organization, pk=run_id)
 
 
 @organization_required
