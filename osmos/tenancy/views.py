@@ -1,4 +1,6 @@
-"""Pages for people: the organization switcher, members, invitations and API tokens.
+"""Pages for people: the organization switcher, members, invitations and API tokens; and the
+helpers every app's pages use (``organization_required``, ``require_manager``,
+``delete_confirmed``).
 
 Sign-up, sign-in and passwords are in ``account_views.py``.
 """
