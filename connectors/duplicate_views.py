@@ -11,15 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from connectors import services
-from connectors.forms import ConnectorDraft, duplicate_draft
-from connectors.views import (
-    _added_a_row,
-    _connector_or_404,
-    _remember_token,
-    _wizard_context,
-    show_warnings,
-)
-from osmos.errors import InvalidInput
+from connectors.forms import duplicate_draft
+from connectors.views import _connector_or_404, _remember_token, show_warnings
+from connectors.wizard import posted_draft, wizard_context
 from osmos.tenancy.views import organization_required, require_manager
 
 
@@ -28,24 +22,21 @@ from osmos.tenancy.views import organization_required, require_manager
 def connector_duplicate(request: HttpRequest, connector_id) -> HttpResponse:
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
-    status = 200
     if request.method == "GET":
         draft = duplicate_draft(connector)
     else:
-        draft = ConnectorDraft.from_post(request.POST)
-        if not _added_a_row(request, draft):
-            try:
-                result = services.connector_duplicate(
-                    connector=connector, name=draft.name, fields=draft.fields()
-                )
-            except InvalidInput as error:
-                draft.attach_errors(error.errors)
-                status = 400
-            else:
-                _remember_token(request, result)
-                messages.success(request, f"“{result.connector.name}” created as a copy.")
-                show_warnings(request, result)
-                return redirect("connectors:detail", connector_id=result.connector.pk)
-    context = _wizard_context(draft)
+        draft, result = posted_draft(
+            request,
+            lambda draft: services.connector_duplicate(
+                connector=connector, name=draft.name, fields=draft.fields()
+            ),
+        )
+        if result is not None:
+            _remember_token(request, result)
+            messages.success(request, f"“{result.connector.name}” created as a copy.")
+            show_warnings(request, result)
+            return redirect("connectors:detail", connector_id=result.connector.pk)
+    context = wizard_context(draft)
     context.update(connector=connector, pipelines=services.pipelines_using(connector=connector))
+    status = 400 if draft.has_errors else 200
     return render(request, "connectors/duplicate.html", context, status=status)

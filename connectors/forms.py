@@ -20,6 +20,7 @@ from django.http import QueryDict
 
 from connectors.models import Connector, Direction, FieldType, HttpMethod, WriteMode
 from connectors.services import DESTINATION_DEFAULTS
+from connectors.validation import DESTINATION_KEYS
 from osmos.errors import InputError
 from osmos.forms import form_field_of
 
@@ -204,20 +205,9 @@ class ConnectorDraft:
         return [{"name": r.name, "type": r.type, "nullable": r.nullable} for r in self.schema]
 
     def destination(self) -> dict[str, Any]:
-        keys = (
-            "url",
-            "method",
-            "headers",
-            "write_mode",
-            "batch_size",
-            "split_failed_batches",
-            "timeout_seconds",
-            "rate_limit_per_second",
-            "max_concurrency",
-            "response_format",
-            "body_template",
-        )
-        settings = {key: self.values[key] for key in keys if key != "headers"}
+        settings = {
+            key: self.values[key] for key in DESTINATION_KEYS if key not in ("headers", "signing")
+        }
         settings["headers"] = [{"name": r.name, "value": r.value} for r in self.headers]
         return settings
 

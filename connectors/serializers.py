@@ -16,7 +16,6 @@ from rest_framework import serializers
 from connectors.credentials import MAX_GRACE_HOURS, verification_view
 from connectors.health import health_of
 from connectors.models import (
-    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_VERIFICATION_HEADER,
     MAX_BATCH_SIZE,
     MAX_CONCURRENCY,
@@ -35,11 +34,13 @@ from connectors.schema import MAX_NAME_LENGTH as MAX_FIELD_NAME_LENGTH
 from connectors.selectors import ingest_url
 from connectors.validation import (
     DESTINATION_DEFAULTS,
+    DESTINATION_KEYS,
     MAX_HEADER_NAME_LENGTH,
     MAX_HEADER_VALUE_LENGTH,
     MAX_HEADERS,
     MAX_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
+    destination_shown,
 )
 
 
@@ -142,13 +143,13 @@ class DestinationSerializer(serializers.Serializer):
     max_concurrency = serializers.IntegerField(
         min_value=1,
         max_value=MAX_CONCURRENCY,
-        default=DEFAULT_MAX_CONCURRENCY,
+        default=DESTINATION_DEFAULTS["max_concurrency"],
         help_text="The most requests in flight to this destination at once, across all runs, "
         "workers and hosts.",
     )
     response_format = serializers.ChoiceField(
         choices=ResponseFormat.values,
-        default=ResponseFormat.NONE,
+        default=DESTINATION_DEFAULTS["response_format"],
         help_text="`none`: any 2xx delivers every record of the request. `per_record`: a "
         'body `{"rejected": [{"index", "reason"}]}` fails those records (docs/delivery.md).',
     )
@@ -242,19 +243,9 @@ class ConnectorSerializer(serializers.Serializer):
             )
         if self._issued("signing_secret"):
             signing["secret"] = self._issued("signing_secret")
+        shown = destination_shown(settings_)
         return {
-            "url": settings_.url,
-            "method": settings_.method,
-            "headers": settings_.masked_headers(),
-            "write_mode": settings_.write_mode,
-            "batch_size": settings_.batch_size,
-            "split_failed_batches": settings_.split_failed_batches,
-            "timeout_seconds": settings_.timeout_seconds,
-            "signing": signing,
-            "rate_limit_per_second": settings_.rate_limit_per_second,
-            "max_concurrency": settings_.max_concurrency,
-            "response_format": settings_.response_format,
-            "body_template": settings_.body_template,
+            **{key: signing if key == "signing" else shown[key] for key in DESTINATION_KEYS},
             "health": DestinationHealthSerializer(health_of(connector)).data,
         }
 

@@ -22,6 +22,7 @@ from connectors.models import (
     MAX_RATE_LIMIT_PER_SECOND,
     MIN_RATE_LIMIT_PER_SECOND,
     Connector,
+    DestinationSettings,
     Direction,
     HttpMethod,
     ResponseFormat,
@@ -82,6 +83,16 @@ DESTINATION_DEFAULTS: dict[str, Any] = {
     "response_format": ResponseFormat.NONE.value,
     "body_template": None,
 }
+
+
+def destination_shown(settings_: DestinationSettings) -> dict[str, Any]:
+    """The saved settings by ``DESTINATION_KEYS`` as the pages and the API show them: header
+    values masked; ``signing`` is left to the caller (the API and the form show it apart)."""
+    return {
+        key: settings_.masked_headers() if key == "headers" else getattr(settings_, key)
+        for key in DESTINATION_KEYS
+        if key != "signing"
+    }
 
 
 def is_masked(value: str) -> bool:

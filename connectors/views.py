@@ -14,23 +14,12 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.timezone import now
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connectors import hooks, selectors, services
-from connectors.forms import (
-    DIRECTION_CHOICES,
-    DIRECTION_HELP,
-    FIELD_TYPES,
-    METHODS,
-    SYSTEM_CHOICES,
-    WRITE_MODES,
-    ConnectorDraft,
-    ConnectorFilterForm,
-    HeaderRow,
-    SchemaRow,
-    curl_example_body,
-)
+from connectors.forms import ConnectorDraft, ConnectorFilterForm, curl_example_body
 from connectors.health import NotPaused, destination_resume, health_of
 from connectors.models import (
     DEFAULT_VERIFICATION_HEADER,
@@ -38,9 +27,11 @@ from connectors.models import (
     Direction,
     VerificationScheme,
 )
+from connectors.validation import destination_shown
+from connectors.wizard import added_a_row, posted_draft, wizard_context
 from osmos.errors import DomainError, InvalidInput
 from osmos.tenancy.scope import tenant_object_or_404
-from osmos.tenancy.views import organization_required, require_manager
+from osmos.tenancy.views import delete_confirmed, organization_required, require_manager
 
 PAGE_SIZE = 25
 # Plain ingest tokens and secrets exist only in the answer that issues them: we keep one in the
@@ -54,6 +45,22 @@ GRACE_CHOICES = [(0, "none: the old URL stops at once"), (1, "1 hour"), (24, "24
 def _connector_or_404(request: HttpRequest, connector_id) -> Connector:
     connectors = selectors.connector_list(organization=request.organization)
     return tenant_object_or_404(connectors, request.organization, pk=connector_id)
+
+
+def _destination_or_404(request: HttpRequest, connector_id, why: str) -> Connector:
+    """The organization's destination ``connector_id``; a source is a 404 saying ``why``."""
+    connector = _connector_or_404(request, connector_id)
+    if connector.is_source:
+        raise Http404(why)
+    return connector
+
+
+def _source_or_404(request: HttpRequest, connector_id, why: str) -> Connector:
+    """The organization's source ``connector_id``; a destination is a 404 saying ``why``."""
+    connector = _connector_or_404(request, connector_id)
+    if not connector.is_source:
+        raise Http404(why)
+    return connector
 
 
 def _remember_token(request: HttpRequest, result: services.ConnectorWithToken) -> None:
@@ -114,17 +121,6 @@ def connector_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _wizard_context(draft: ConnectorDraft) -> dict:
-    return {
-        "draft": draft,
-        "systems": SYSTEM_CHOICES,
-        "directions": [(value, label, DIRECTION_HELP[value]) for value, label in DIRECTION_CHOICES],
-        "field_types": FIELD_TYPES,
-        "methods": METHODS,
-        "write_modes": WRITE_MODES,
-    }
-
-
 @organization_required
 @require_http_methods(["GET", "POST"])
 def connector_new(request: HttpRequest) -> HttpResponse:
@@ -132,10 +128,10 @@ def connector_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         direction = request.GET.get("direction", "")
         draft = ConnectorDraft.initial(direction=direction if direction in Direction.values else "")
-        return render(request, "connectors/new.html", _wizard_context(draft))
+        return render(request, "connectors/new.html", wizard_context(draft))
     draft = ConnectorDraft.from_post(request.POST)
-    if _added_a_row(request, draft):
-        return render(request, "connectors/new.html", _wizard_context(draft))
+    if added_a_row(request, draft):
+        return render(request, "connectors/new.html", wizard_context(draft))
     if draft.values["system"] != "http_api":
         draft.add_error("system", "Choose the system of the connector.")
     if not draft.has_errors:
@@ -155,18 +151,7 @@ def connector_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Connector “{result.connector.name}” created.")
             show_warnings(request, result)
             return redirect("connectors:detail", connector_id=result.connector.pk)
-    return render(request, "connectors/new.html", _wizard_context(draft), status=400)
-
-
-def _added_a_row(request: HttpRequest, draft: ConnectorDraft) -> bool:
-    """The "add a row" buttons of the page without JavaScript: one more blank row, no save."""
-    if "add_field" in request.POST:
-        draft.schema.append(SchemaRow(key=f"f{len(draft.schema)}"))
-        return True
-    if "add_header" in request.POST:
-        draft.headers.append(HeaderRow())
-        return True
-    return False
+    return render(request, "connectors/new.html", wizard_context(draft), status=400)
 
 
 @organization_required
@@ -231,9 +216,7 @@ def _previous_until(destination):
 def destination_signing(request: HttpRequest, connector_id) -> HttpResponse:
     """Enable, disable, or rotate the signing secret; a new secret is shown once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination signs its requests.")
+    connector = _destination_or_404(request, connector_id, "Only a destination signs its requests.")
     action = request.POST.get("action")
     try:
         if action == "rotate":
@@ -260,9 +243,7 @@ def destination_signing(request: HttpRequest, connector_id) -> HttpResponse:
 def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
     """Set how a source verifies its senders; a generated secret is shown once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if not connector.is_source:
-        raise Http404("Only a source verifies its senders.")
+    connector = _source_or_404(request, connector_id, "Only a source verifies its senders.")
     verification = {"scheme": request.POST.get("scheme", "")}
     if request.POST.get("header", "").strip():
         verification["header"] = request.POST["header"].strip()
@@ -284,9 +265,7 @@ def source_verification(request: HttpRequest, connector_id) -> HttpResponse:
 @require_GET
 def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
     """The health block of a destination page, polled (SPEC §5.2)."""
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination has a health.")
+    connector = _destination_or_404(request, connector_id, "Only a destination has a health.")
     context = {"connector": connector, "health": health_of(connector)}
     return render(request, "connectors/_health.html", context)
 
@@ -296,9 +275,7 @@ def destination_health(request: HttpRequest, connector_id) -> HttpResponse:
 def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
     """Resume a paused destination: its waiting runs go on at once."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination can be resumed.")
+    connector = _destination_or_404(request, connector_id, "Only a destination can be resumed.")
     try:
         destination_resume(connector=connector)
     except NotPaused as error:
@@ -313,9 +290,7 @@ def destination_resume_view(request: HttpRequest, connector_id) -> HttpResponse:
 def destination_test(request: HttpRequest, connector_id) -> HttpResponse:
     """Send the made-up sample records once and show the answer on the destination page."""
     require_manager(request)
-    connector = _connector_or_404(request, connector_id)
-    if connector.is_source:
-        raise Http404("Only a destination can be tested.")
+    connector = _destination_or_404(request, connector_id, "Only a destination can be tested.")
     result = hooks.destination_test(connector=connector)
     return _destination_page(
         request,
@@ -329,9 +304,7 @@ def destination_test(request: HttpRequest, connector_id) -> HttpResponse:
 @require_GET
 def source_progress(request: HttpRequest, connector_id) -> HttpResponse:
     """The sample gate block of a source page, polled while samples arrive."""
-    connector = _connector_or_404(request, connector_id)
-    if not connector.is_source:
-        raise Http404("Only a source has samples.")
+    connector = _source_or_404(request, connector_id, "Only a source has samples.")
     context = hooks.source_page(organization=request.organization, connector=connector)
     return render(request, "connectors/_source_progress.html", context)
 
@@ -377,20 +350,7 @@ def source_rotate(request: HttpRequest, connector_id) -> HttpResponse:
 def _draft_of(connector: Connector) -> ConnectorDraft:
     destination = None
     if not connector.is_source:
-        settings_ = connector.destination
-        destination = {
-            "url": settings_.url,
-            "method": settings_.method,
-            "headers": settings_.masked_headers(),
-            "write_mode": settings_.write_mode,
-            "batch_size": settings_.batch_size,
-            "split_failed_batches": settings_.split_failed_batches,
-            "timeout_seconds": settings_.timeout_seconds,
-            "rate_limit_per_second": settings_.rate_limit_per_second,
-            "max_concurrency": settings_.max_concurrency,
-            "response_format": settings_.response_format,
-            "body_template": settings_.body_template,
-        }
+        destination = destination_shown(connector.destination)
     draft = ConnectorDraft.initial(direction=connector.direction, destination=destination)
     draft.values["name"] = connector.name
     return draft
@@ -402,28 +362,24 @@ def connector_edit(request: HttpRequest, connector_id) -> HttpResponse:
     """Name and destination settings; the schema is shown, never editable."""
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
-    status = 200
     if request.method == "GET":
         draft = _draft_of(connector)
     else:
-        draft = ConnectorDraft.from_post(request.POST)
-        if not _added_a_row(request, draft):
-            try:
-                result = services.connector_update(
-                    connector=connector,
-                    name=draft.name,
-                    destination=None if connector.is_source else draft.destination(),
-                )
-            except InvalidInput as error:
-                draft.attach_errors(error.errors)
-                status = 400
-            else:
-                messages.success(request, "Settings saved.")
-                show_warnings(request, result)
-                return redirect("connectors:detail", connector_id=connector.pk)
-    context = _wizard_context(draft)
+        draft, result = posted_draft(
+            request,
+            lambda draft: services.connector_update(
+                connector=connector,
+                name=draft.name,
+                destination=None if connector.is_source else draft.destination(),
+            ),
+        )
+        if result is not None:
+            messages.success(request, "Settings saved.")
+            show_warnings(request, result)
+            return redirect("connectors:detail", connector_id=connector.pk)
+    context = wizard_context(draft)
     context["connector"] = connector
-    return render(request, "connectors/edit.html", context, status=status)
+    return render(request, "connectors/edit.html", context, status=400 if draft.has_errors else 200)
 
 
 @organization_required
@@ -432,13 +388,14 @@ def connector_delete(request: HttpRequest, connector_id) -> HttpResponse:
     require_manager(request)
     connector = _connector_or_404(request, connector_id)
     if request.method == "POST":
-        try:
-            services.connector_delete(connector=connector)
-        except services.ConnectorInUse as error:
-            messages.error(request, error.detail)
-            return redirect("connectors:detail", connector_id=connector.pk)
-        messages.success(request, f"Connector “{connector.name}” deleted.")
-        return redirect("connectors:list")
+        return delete_confirmed(
+            request,
+            lambda: services.connector_delete(connector=connector),
+            refusal=services.ConnectorInUse,
+            deleted=f"Connector “{connector.name}” deleted.",
+            back_to=reverse("connectors:detail", kwargs={"connector_id": connector.pk}),
+            done_to=reverse("connectors:list"),
+        )
     return render(
         request,
         "connectors/delete.html",

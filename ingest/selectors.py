@@ -56,6 +56,15 @@ def records_of(
     return records[:limit] if limit is not None else records
 
 
+def record_get(*, organization: Organization, connector: Connector, sequence: int) -> Record | None:
+    """The connector's record ``sequence``; None when there is none (or it was purged)."""
+    return (
+        Record.objects.for_organization(organization)
+        .filter(connector=connector, sequence=sequence)
+        .first()
+    )
+
+
 def samples_of(*, organization: Organization, connector: Connector) -> QuerySet[Record]:
     """The sample records shown as a preview: the first ``INGEST_SAMPLES_REQUIRED`` received."""
     return records_of(

@@ -49,29 +49,23 @@ def _document_page_size(parameters: list[dict[str, Any]]) -> list[dict[str, Any]
     return parameters
 
 
-class PageNumberPagination(pagination.PageNumberPagination):
+class _PageSizeRule:
+    """The page size rule of both classes: ``?page_size=`` checked and documented alike."""
+
+    page_size = DEFAULT_PAGE_SIZE
+    page_size_query_param = PAGE_SIZE_PARAM
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request) -> int:
+        return requested_page_size(request, self.page_size)
+
+    def get_schema_operation_parameters(self, view):
+        return _document_page_size(super().get_schema_operation_parameters(view))
+
+
+class PageNumberPagination(_PageSizeRule, pagination.PageNumberPagination):
     """``{"count", "next", "previous", "results"}`` pages: every list but cursor ones."""
 
-    page_size = DEFAULT_PAGE_SIZE
-    page_size_query_param = PAGE_SIZE_PARAM
-    max_page_size = MAX_PAGE_SIZE
 
-    def get_page_size(self, request) -> int:
-        return requested_page_size(request, self.page_size)
-
-    def get_schema_operation_parameters(self, view):
-        return _document_page_size(super().get_schema_operation_parameters(view))
-
-
-class CursorPagination(pagination.CursorPagination):
+class CursorPagination(_PageSizeRule, pagination.CursorPagination):
     """``{"next", "previous", "results"}`` pages, stable while rows arrive (set ``ordering``)."""
-
-    page_size = DEFAULT_PAGE_SIZE
-    page_size_query_param = PAGE_SIZE_PARAM
-    max_page_size = MAX_PAGE_SIZE
-
-    def get_page_size(self, request) -> int:
-        return requested_page_size(request, self.page_size)
-
-    def get_schema_operation_parameters(self, view):
-        return _document_page_size(super().get_schema_operation_parameters(view))

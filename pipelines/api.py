@@ -4,6 +4,8 @@
 Views are thin: serializers check the shape of the input, ``pipelines.services`` validates
 and writes. Objects of other organizations are not in any queryset, so they answer 404;
 a connector of another organization named in a pipeline answers 400 "No such connector.".
+A refused change (``services.PipelineConflict``, a ``Conflict``) is rendered by the API's
+exception handler: 409 with the service's message.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from osmos.api import TenantScopedViewSet, json_error
+from osmos.api import TenantScopedViewSet
 from osmos.tenancy.authentication import TokenUser
 from pipelines import selectors, services
 from pipelines.api_examples import FAILURE_EXAMPLE, PIPELINE_EXAMPLE, RUN_EXAMPLE
@@ -246,10 +248,7 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         for key in ("source", "destination"):
             if key in data:
                 changes[f"{key}_id"] = data[key]
-        try:
-            pipeline = services.pipeline_update(pipeline=pipeline, **changes)
-        except services.PipelineConflict as exc:
-            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        pipeline = services.pipeline_update(pipeline=pipeline, **changes)
         return Response(PipelineSerializer(pipeline).data)
 
     @extend_schema(
@@ -257,10 +256,7 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         responses={204: None, 404: _DETAIL, 409: _DETAIL},
     )
     def destroy(self, request, pk=None):
-        try:
-            services.pipeline_delete(pipeline=self.get_object())
-        except services.PipelineConflict as exc:
-            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        services.pipeline_delete(pipeline=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -401,10 +397,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     )
     @action(detail=True, methods=["post"], url_path="retry-failed")
     def retry_failed(self, request, pk=None):
-        try:
-            run = services.run_retry_failed(run=self.get_object())
-        except services.PipelineConflict as exc:
-            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        run = services.run_retry_failed(run=self.get_object())
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -416,8 +409,5 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        try:
-            run = services.run_cancel(run=self.get_object())
-        except services.PipelineConflict as exc:
-            return json_error(exc.message, status.HTTP_409_CONFLICT)
+        run = services.run_cancel(run=self.get_object())
         return Response(RunSerializer(run).data)

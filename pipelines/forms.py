@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.http import QueryDict
 
@@ -165,6 +166,16 @@ class PipelineDraft:
 
     def mapping(self) -> dict[str, str]:
         return {row.destination.name: row.source for row in self.rows if row.source}
+
+    def service_arguments(self) -> dict[str, Any]:
+        """The keyword arguments ``pipeline_create`` and ``pipeline_update`` both take."""
+        return {
+            "name": self.name,
+            "mapping": self.mapping(),
+            "schedule": self.schedule_argument(),
+            "sync_mode": self.sync_mode,
+            "enabled": self.enabled,
+        }
 
     def schedule_argument(self) -> dict[str, str] | None:
         """The ``schedule`` argument of the services: None means manual only."""

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from connectors.models import Connector
 from connectors.selectors import connector_get
-from ingest.models import Record
+from ingest.selectors import record_get
 from osmos.api import TenantScopedViewSet
 from pipelines.trace import record_trace, trace_as_json
 
@@ -69,11 +69,7 @@ class RecordTraceViewSet(TenantScopedViewSet):
         connector = connector_get(organization=self.organization, connector_id=pk)
         if connector is None or not connector.is_source:
             raise NotFound()
-        record = (
-            Record.objects.for_organization(self.organization)
-            .filter(connector=connector, sequence=sequence)
-            .first()
-        )
+        record = record_get(organization=self.organization, connector=connector, sequence=sequence)
         if record is None:
             raise NotFound("No record with this sequence (it may have been purged).")
         return Response(

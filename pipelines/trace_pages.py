@@ -9,8 +9,8 @@ from django.shortcuts import render
 
 from connectors.models import Connector
 from connectors.selectors import connector_get
-from ingest.models import Record
 from ingest.search import BadMatch, parse_match, records_matching
+from ingest.selectors import record_get
 from osmos.tenancy.views import organization_required
 from pipelines.trace import record_trace
 
@@ -50,11 +50,7 @@ def record_search(request: HttpRequest, connector_id) -> HttpResponse:
 @organization_required
 def record_detail(request: HttpRequest, connector_id, sequence: int) -> HttpResponse:
     connector = _source_or_404(request, connector_id)
-    record = (
-        Record.objects.for_organization(request.organization)
-        .filter(connector=connector, sequence=sequence)
-        .first()
-    )
+    record = record_get(organization=request.organization, connector=connector, sequence=sequence)
     if record is None:
         raise Http404("No such record (it may have been purged).")
     context = {

@@ -12,7 +12,6 @@ from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -25,7 +24,8 @@ from connectors.forms import json_cell
 from connectors.models import Connector, Direction, SourceState
 from ingest import selectors as ingest_selectors
 from osmos.errors import InvalidInput
-from osmos.tenancy.views import organization_required, require_manager
+from osmos.tenancy.scope import tenant_object_or_404
+from osmos.tenancy.views import delete_confirmed, organization_required, require_manager
 from pipelines import cron, selectors, services
 from pipelines.forms import (
     CUSTOM,
@@ -43,24 +43,13 @@ PREVIEW_RECORDS = 5
 
 
 def _pipeline_or_404(request: HttpRequest, pipeline_id) -> Pipeline:
-    pipeline = _get_or_none(selectors.pipeline_list(organization=request.organization), pipeline_id)
-    if pipeline is None:
-        raise Http404("No such pipeline.")
-    return pipeline
+    pipelines = selectors.pipeline_list(organization=request.organization)
+    return tenant_object_or_404(pipelines, request.organization, pk=pipeline_id)
 
 
 def _run_or_404(request: HttpRequest, run_id) -> Run:
-    run = _get_or_none(selectors.run_list(organization=request.organization), run_id)
-    if run is None:
-        raise Http404("No such run.")
-    return run
-
-
-def _get_or_none(queryset, object_id):
-    try:
-        return queryset.filter(pk=object_id).first()
-    except ValidationError:  # not a UUID
-        return None
+    runs = selectors.run_list(organization=request.organization)
+    return tenant_object_or_404(runs, request.organization, pk=run_id)
 
 
 @organization_required
@@ -144,24 +133,18 @@ def pipeline_new(request: HttpRequest) -> HttpResponse:
         }
         return render(request, "pipelines/pick.html", context)
     if request.method == "GET":
-        draft = PipelineDraft.new(source=source, destination=destination)
-        return render(request, "pipelines/builder.html", _builder_context(request, draft))
+        return _builder_page(request, PipelineDraft.new(source=source, destination=destination))
     draft = PipelineDraft.from_post(request.POST, source=source, destination=destination)
     try:
         pipeline = services.pipeline_create(
             organization=request.organization,
-            name=draft.name,
             source_id=source.pk,
             destination_id=destination.pk,
-            mapping=draft.mapping(),
-            schedule=draft.schedule_argument(),
-            sync_mode=draft.sync_mode,
-            enabled=draft.enabled,
+            **draft.service_arguments(),
         )
     except InvalidInput as error:
         draft.attach_errors(error.errors)
-        context = _builder_context(request, draft)
-        return render(request, "pipelines/builder.html", context, status=400)
+        return _builder_page(request, draft, status=400)
     messages.success(request, f"Pipeline “{pipeline.name}” created.")
     return redirect("pipelines:detail", pipeline_id=pipeline.pk)
 
@@ -172,29 +155,31 @@ def pipeline_edit(request: HttpRequest, pipeline_id) -> HttpResponse:
     require_manager(request)
     pipeline = _pipeline_or_404(request, pipeline_id)
     if request.method == "GET":
-        draft = PipelineDraft.of(pipeline)
-        context = _builder_context(request, draft)
-        context["pipeline"] = pipeline
-        return render(request, "pipelines/builder.html", context)
+        return _builder_page(request, PipelineDraft.of(pipeline), pipeline=pipeline)
     draft = PipelineDraft.from_post(
         request.POST, source=pipeline.source, destination=pipeline.destination
     )
     try:
-        services.pipeline_update(
-            pipeline=pipeline,
-            name=draft.name,
-            mapping=draft.mapping(),
-            schedule=draft.schedule_argument(),
-            sync_mode=draft.sync_mode,
-            enabled=draft.enabled,
-        )
+        services.pipeline_update(pipeline=pipeline, **draft.service_arguments())
     except InvalidInput as error:
         draft.attach_errors(error.errors)
-        context = _builder_context(request, draft)
-        context["pipeline"] = pipeline
-        return render(request, "pipelines/builder.html", context, status=400)
+        return _builder_page(request, draft, pipeline=pipeline, status=400)
     messages.success(request, "Pipeline saved.")
     return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+
+
+def _builder_page(
+    request: HttpRequest,
+    draft: PipelineDraft,
+    *,
+    pipeline: Pipeline | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The builder, of a new pipeline or of ``pipeline`` when it edits one."""
+    context = _builder_context(request, draft)
+    if pipeline is not None:
+        context["pipeline"] = pipeline
+    return render(request, "pipelines/builder.html", context, status=status)
 
 
 def _draft_for_preview(request: HttpRequest) -> PipelineDraft:
@@ -249,13 +234,14 @@ def pipeline_delete(request: HttpRequest, pipeline_id) -> HttpResponse:
     require_manager(request)
     pipeline = _pipeline_or_404(request, pipeline_id)
     if request.method == "POST":
-        try:
-            services.pipeline_delete(pipeline=pipeline)
-        except services.PipelineConflict as error:
-            messages.error(request, error.message)
-            return redirect("pipelines:detail", pipeline_id=pipeline.pk)
-        messages.success(request, f"Pipeline “{pipeline.name}” deleted.")
-        return redirect("pipelines:list")
+        return delete_confirmed(
+            request,
+            lambda: services.pipeline_delete(pipeline=pipeline),
+            refusal=services.PipelineConflict,
+            deleted=f"Pipeline “{pipeline.name}” deleted.",
+            back_to=reverse("pipelines:detail", kwargs={"pipeline_id": pipeline.pk}),
+            done_to=reverse("pipelines:list"),
+        )
     return render(request, "pipelines/delete.html", {"pipeline": pipeline})
 
 

@@ -53,10 +53,13 @@ def _refusal(error: services.TenancyError) -> Response:
     return json_error(str(error), status.HTTP_400_BAD_REQUEST)
 
 
-class _TenancyViewSet(TenantScopedViewSet):
-    """A refused tenancy change (``services.TenancyError``) answers 403 (the role does not
-    allow it), 409 (no owner would be left) or 400, with the service's message."""
-
+# Members, invitations and tokens: listed, read one by one, removed (``destroy``). A refused
+# tenancy change (``services.TenancyError``) answers 403 (the role does not allow it), 409 (no
+# owner would be left) or 400, with the service's message. (A comment, not a docstring: the
+# schema would show a docstring here as every operation's description.)
+class _TenancyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+):
     def handle_exception(self, exc):
         if isinstance(exc, services.TenancyError):
             return _refusal(exc)
@@ -113,9 +116,7 @@ class RoleSerializer(serializers.Serializer):
         },
     ),
 )
-class MemberViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
-):
+class MemberViewSet(_TenancyViewSet):
     model = Membership
     serializer_class = MemberSerializer
     lookup_value_converter = "int"
@@ -182,9 +183,7 @@ class InvitationCreateSerializer(serializers.Serializer):
     ),
     destroy=extend_schema(summary="Revoke an invitation", responses={204: None, **_ERRORS}),
 )
-class InvitationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
-):
+class InvitationViewSet(_TenancyViewSet):
     model = Invitation
     serializer_class = InvitationSerializer
     lookup_value_converter = "uuid"
@@ -266,9 +265,7 @@ class ApiTokenCreateSerializer(serializers.Serializer):
     ),
     destroy=extend_schema(summary="Revoke a token", responses={204: None, **_ERRORS}),
 )
-class ApiTokenViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _TenancyViewSet
-):
+class ApiTokenViewSet(_TenancyViewSet):
     model = ApiToken
     serializer_class = ApiTokenSerializer
     lookup_value_converter = "uuid"

@@ -1,4 +1,6 @@
-"""Pages for people: the organization switcher, members, invitations and API tokens.
+"""Pages for people: the organization switcher, members, invitations and API tokens; and the
+helpers every app's pages use (``organization_required``, ``require_manager``,
+``delete_confirmed``).
 
 Sign-up, sign-in and passwords are in ``account_views.py``.
 """
@@ -16,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from osmos.errors import Conflict
 from osmos.tenancy import invitations, selectors, services
 from osmos.tenancy.forms import ApiTokenForm, InviteForm, OrganizationForm, RoleForm
 from osmos.tenancy.middleware import SESSION_KEY
@@ -40,6 +43,27 @@ def organization_required(view):
 def require_manager(request) -> None:
     if not request.membership.can_manage:
         raise PermissionDenied("Only owners and admins can do this.")
+
+
+def delete_confirmed(
+    request,
+    delete: Callable[[], object],
+    *,
+    refusal: type[Conflict],
+    deleted: str,
+    back_to: str,
+    done_to: str,
+):
+    """The confirmed POST of a delete page: ``delete()``, then ``done_to`` (a URL) with the
+    message ``deleted``; a ``refusal`` (still in use, a run active) goes ``back_to`` with its
+    reason instead."""
+    try:
+        delete()
+    except refusal as error:
+        messages.error(request, error.detail)
+        return redirect(back_to)
+    messages.success(request, deleted)
+    return redirect(done_to)
 
 
 def base_url(request) -> str:

@@ -344,6 +344,15 @@ def test_cancel_is_409_for_a_finished_run(api_a, pipeline):
     assert api_a.post(f"/api/v1/runs/{run.id}/cancel/").status_code == 409
 
 
+def test_a_refused_change_is_a_problem_document_with_the_services_message(api_a, pipeline):
+    run = _finished_run_with_failures(pipeline)
+    response = api_a.post(f"/api/v1/runs/{run.id}/cancel/")
+    assert response["Content-Type"] == "application/problem+json"
+    assert set(response.json()) == {"type", "title", "status", "detail"}
+    assert (response.json()["status"], response.json()["title"]) == (409, "Conflict")
+    assert response.json()["detail"]
+
+
 def test_every_endpoint_answers_404_for_another_organizations_objects(
     api_b, outsider_client, pipeline, pipeline_b
 ):

@@ -212,6 +212,15 @@ def test_delete_removes_the_pipeline(owner_page, pipeline):
     assert not Pipeline.objects.filter(pk=pipeline.pk).exists()
 
 
+def test_delete_is_refused_while_a_run_is_active_and_says_why(owner_page, pipeline):
+    Run.objects.create(organization=pipeline.organization, pipeline=pipeline, trigger="manual")
+    response = owner_page.post(f"/pipelines/{pipeline.pk}/delete/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/pipelines/{pipeline.pk}/"
+    assert "in progress" in body(owner_page.get(response["Location"]))
+    assert Pipeline.objects.filter(pk=pipeline.pk).exists()
+
+
 # --- runs -----------------------------------------------------------------------------------------
 
 
