@@ -208,7 +208,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         rate_per_second=settings_row.rate_limit_per_second,
         max_concurrency=settings_row.max_concurrency,
     )
-    # Single mode through libcurl (osmos.outbound.curl) only when chosen: off by default.
+    # Single mode through libcurl (osmos.outbound.curl) unless the threaded sender is chosen.
     curl = single and settings.DELIVERY_SINGLE_CLIENT == "curl"
     client = CurlSession if curl else OutboundSession
     with (
