@@ -4,14 +4,18 @@ when it stops reading, never the garbage collector.
 Left to the collector, the cursor was closed whenever a collection happened to run: often in
 the middle of the next statement on the same connection (a gate call, the next chunk's
 ``DECLARE``), whose thread holds psycopg's connection lock, which the close then waits for:
-the run's thread deadlocked (the libcurl single-mode sender through a flapping destination).
-So these tests run the engine with the collector off, and look for cursors left open.
+the run's thread deadlocked (the libcurl single-mode sender through a flapping destination:
+an error's traceback kept the sender's frames, and with them the rows, in a cycle). So these
+tests run the engine with the collector off and every frame of its kept alive, as that
+traceback did, and look for cursors left open.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -40,6 +44,21 @@ def no_collector():
     gc.enable()
 
 
+@pytest.fixture
+def frames_kept():
+    """Every frame of the delivery engine in this thread stays alive (with its locals)."""
+    engine = str(Path(delivery.__file__).parent)
+    kept = []
+
+    def keep(frame, event, _arg):
+        if event == "call" and frame.f_code.co_filename.startswith(engine):
+            kept.append(frame)
+
+    sys.setprofile(keep)
+    yield kept
+    sys.setprofile(None)
+
+
 def _open_cursors() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT name FROM pg_cursors")
@@ -58,7 +77,7 @@ def _refuses_record_7(request):
     ("write_mode", "client"), [("single", "curl"), ("single", "threads"), ("batch", "curl")]
 )
 def test_a_chunk_that_waits_leaves_no_cursor_open(
-    org_a, member, settings, no_collector, write_mode, client
+    org_a, member, settings, no_collector, frames_kept, write_mode, client
 ):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     settings.DELIVERY_SINGLE_CLIENT = client
@@ -72,6 +91,8 @@ def test_a_chunk_that_waits_leaves_no_cursor_open(
         run = run_create(pipeline=world.pipeline, trigger="api")
         delivery.run_execute(run_id=run.pk)  # in this thread: on this test's connection
 
+    sys.setprofile(None)
+    assert frames_kept, "the engine's frames were not kept: this test proves nothing"
     run.refresh_from_db()
     assert run.state == RunState.WAITING
     assert "503" in run.last_error
