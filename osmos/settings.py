@@ -474,9 +474,10 @@ NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env_float("NOTIFICATION_WEBHOOK_TIMEOUT_S
 NOTIFICATION_WEBHOOK_RETRY_SCHEDULE = _retry_schedule(
     "NOTIFICATION_WEBHOOK_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
 )
-# Single mode's sender: "threads" (urllib3 in a thread pool, the default) or "curl" (libcurl's
-# multi interface in the run's thread: pipelines/single.py; opt-in, see docs/benchmarks.md).
-DELIVERY_SINGLE_CLIENT = env.str("DELIVERY_SINGLE_CLIENT", default="threads")
+# Single mode's sender: "curl" (libcurl's multi interface in the run's thread, the default:
+# pipelines/single.py; 3-5x less worker CPU per record, see docs/benchmarks.md) or "threads"
+# (urllib3 in a thread pool: pipelines/single_threads.py).
+DELIVERY_SINGLE_CLIENT = env.str("DELIVERY_SINGLE_CLIENT", default="curl")
 if DELIVERY_SINGLE_CLIENT not in ("threads", "curl"):
     raise ImproperlyConfigured(
         f"DELIVERY_SINGLE_CLIENT={DELIVERY_SINGLE_CLIENT!r} must be threads or curl"

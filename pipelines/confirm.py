@@ -5,6 +5,7 @@ fail at once (a cancelled run, a run that gave up, an exhausted retry schedule).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -97,14 +98,15 @@ def unsent_outcome(
     ``reason``."""
     outcome = Outcome(failures=FailureSpool())
     mapping = tuple(run.mapping.items())
-    for sequence, data in chunk_rows(run, chunk):
-        outcome.failures.add(
-            sequence=sequence,
-            record=encode(map_record(data, mapping)),
-            reason=reason,
-            status=status,
-            excerpt=excerpt,
-        )
+    with contextlib.closing(chunk_rows(run, chunk)) as rows:  # see chunk_texts
+        for sequence, data in rows:
+            outcome.failures.add(
+                sequence=sequence,
+                record=encode(map_record(data, mapping)),
+                reason=reason,
+                status=status,
+                excerpt=excerpt,
+            )
     return outcome
 
 

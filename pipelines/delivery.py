@@ -53,6 +53,7 @@ nothing above it: runs are enqueued through ``pipelines.queue``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -207,7 +208,7 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
         rate_per_second=settings_row.rate_limit_per_second,
         max_concurrency=settings_row.max_concurrency,
     )
-    # Single mode through libcurl (osmos.outbound.curl) only when chosen: off by default.
+    # Single mode through libcurl (osmos.outbound.curl) unless the threaded sender is chosen.
     curl = single and settings.DELIVERY_SINGLE_CLIENT == "curl"
     client = CurlSession if curl else OutboundSession
     with (
@@ -268,28 +269,30 @@ def _deliver_chunks(
         if position and time.monotonic() > deadline:
             _release(run.id, token)
             return False
-        for step in sender.deliver(chunk):
-            try:
-                confirmed = confirm_step(run_id=run.id, token=token, chunk=chunk, step=step)
-            finally:
-                step.outcome.failures.close()
-            if confirmed is None:
-                return False
-            if step.wait is None and step.outcome.delivered:
-                health.success()
-            if confirmed.state == RunState.CANCELLED:
-                # Seen under the row lock: stop now rather than at the next heartbeat.
-                heartbeat.cancelled = True
-                heartbeat.abort.set()
-                return True
-            if step.wait is not None:
-                if _wait(run, token, chunk, step.wait, exhausted=exhausted):
+        # Closed when the engine stops early too (and the sender's rows cursor with it).
+        with contextlib.closing(sender.deliver(chunk)) as steps:
+            for step in steps:
+                try:
+                    confirmed = confirm_step(run_id=run.id, token=token, chunk=chunk, step=step)
+                finally:
+                    step.outcome.failures.close()
+                if confirmed is None:
                     return False
-                # The schedule is exhausted and the chunk's records failed; the run goes
-                # on, and its later chunks fail at their first such failure (the
-                # destination has been failing for the whole schedule already).
-                exhausted = True
-                break
+                if step.wait is None and step.outcome.delivered:
+                    health.success()
+                if confirmed.state == RunState.CANCELLED:
+                    # Seen under the row lock: stop now rather than at the next heartbeat.
+                    heartbeat.cancelled = True
+                    heartbeat.abort.set()
+                    return True
+                if step.wait is not None:
+                    if _wait(run, token, chunk, step.wait, exhausted=exhausted):
+                        return False
+                    # The schedule is exhausted and the chunk's records failed; the run goes
+                    # on, and its later chunks fail at their first such failure (the
+                    # destination has been failing for the whole schedule already).
+                    exhausted = True
+                    break
     return True
 
 

@@ -11,7 +11,7 @@ import io
 import itertools
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -49,10 +49,17 @@ def run_selection(run: Run) -> QuerySet[Record]:
     return records
 
 
-def chunk_texts(run: Run, chunk: RunChunk) -> Iterator[tuple[int, str]]:
+def chunk_texts(run: Run, chunk: RunChunk) -> Generator[tuple[int, str], None, None]:
     """``(sequence, stored JSON text)`` of the chunk's records not confirmed yet, in order,
     streamed from the database. Reading text skips Django's JSONField, which decodes with
     the standard library.
+
+    On PostgreSQL the rows come through a server-side cursor, which only closing this
+    generator closes: use it in ``contextlib.closing``. Left to the garbage collector (a
+    reference cycle can keep it, e.g. an exception's traceback that holds the reader's
+    frame), the close runs whenever a collection does, often inside another statement on
+    the same connection; that thread then holds psycopg's (non-reentrant) connection lock,
+    which the close waits for: a deadlock.
     """
     start = max(chunk.sequence_from, chunk.confirmed_through or 0)
     return (
@@ -65,12 +72,13 @@ def chunk_texts(run: Run, chunk: RunChunk) -> Iterator[tuple[int, str]]:
     )
 
 
-def chunk_rows(run: Run, chunk: RunChunk) -> Iterator[tuple[int, Any]]:
-    """``(sequence, data)`` of the chunk's records in order, decoded by msgspec."""
+def chunk_rows(run: Run, chunk: RunChunk) -> Generator[tuple[int, Any], None, None]:
+    """``(sequence, data)`` of the chunk's records in order, decoded by msgspec; close it as
+    ``chunk_texts``."""
     return _decoded(chunk_texts(run, chunk))
 
 
-def _decoded(rows: Iterator[tuple[int, str]]) -> Iterator[tuple[int, Any]]:
+def _decoded(rows: Iterator[tuple[int, str]]) -> Generator[tuple[int, Any], None, None]:
     return ((sequence, _decode(text)) for sequence, text in rows)
 
 

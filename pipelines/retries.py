@@ -185,7 +185,7 @@ def send_request(
             # as long once more (a slow or dripping destination must not keep workers).
             slow = time.monotonic() - started >= target.timeout / 2
             if round_ or not exc.transient or quick <= 0 or retry_after > quick or slow:
-                return exc
+                return exc.with_traceback(None)  # a result: its traceback would pin frames
             if abort.wait(quick):
                 raise Aborted() from None
             continue

@@ -16,8 +16,9 @@ per-record URL is rendered for each record; a record that cannot fill it fails, 
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from django.db import transaction
 
@@ -68,7 +69,7 @@ class BatchSender:
         self.abort = abort
         self.recorder = recorder
 
-    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
+    def deliver(self, chunk: RunChunk) -> Generator[Step, None, None]:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
         it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
@@ -76,8 +77,8 @@ class BatchSender:
         try:
             # In a transaction, the server-side cursor streams rows while we map them; in
             # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
-            with transaction.atomic():
-                for sequence, raw in self.prepare(chunk_texts(self.run, chunk), outcome.failures):
+            with transaction.atomic(), contextlib.closing(chunk_texts(self.run, chunk)) as rows:
+                for sequence, raw in self.prepare(rows, outcome.failures):
                     body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)

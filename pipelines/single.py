@@ -204,7 +204,8 @@ class _Group:
             )
         except DeliveryError as exc:  # refused before sending (address guard, headers)
             permit.release()
-            self._landed(_Flight(index, permit, round_, started, url), exc)
+            # Kept as a result: without the traceback that would pin this stack's frames.
+            self._landed(_Flight(index, permit, round_, started, url), exc.with_traceback(None))
             return
         self.flying[index] = _Flight(index, permit, round_, started, url)
         if sender.gate.rate is not None:

@@ -5,10 +5,11 @@ A sender only says how one step's records are sent (``_send_step``)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 
 from django.conf import settings
 
@@ -63,17 +64,20 @@ class StepSender:
         order; no record is sent after one whose failure makes the chunk wait."""
         raise NotImplementedError
 
-    def deliver(self, chunk: RunChunk) -> Iterator[Step]:
+    def deliver(self, chunk: RunChunk) -> Generator[Step, None, None]:
         pending = FailureBuffer()
-        records = self.prepare(chunk_texts(self.run, chunk), pending)  # type: ignore[arg-type]
-        while group := list(itertools.islice(records, self._step_size)):
-            started = time.monotonic()
-            step = self._step(chunk, group, pending)
-            self.recorder.flush()
-            self._adapt(len(group), time.monotonic() - started)
-            yield step
-            if step.wait is not None:
-                return
+        # The rows' cursor is closed when sending stops (here), not by the garbage collector
+        # (see chunk_texts): a chunk that waits stops before its last row.
+        with contextlib.closing(chunk_texts(self.run, chunk)) as rows:
+            records = self.prepare(rows, pending)  # type: ignore[arg-type]
+            while group := list(itertools.islice(records, self._step_size)):
+                started = time.monotonic()
+                step = self._step(chunk, group, pending)
+                self.recorder.flush()
+                self._adapt(len(group), time.monotonic() - started)
+                yield step
+                if step.wait is not None:
+                    return
         outcome = Outcome(failures=FailureSpool())
         pending.move_to(outcome.failures, through=None)
         yield Step(outcome=outcome, done=True)

@@ -1,7 +1,7 @@
 """Single mode through a thread pool and urllib3 (``OutboundSession``): the engine's first
-single-mode sender, kept as the default while the libcurl sender (``pipelines.single``) is
-finished: on PostgreSQL a run through a flapping destination stalled with it (see
-docs/benchmarks.md). ``DELIVERY_SINGLE_CLIENT=curl`` (environment) selects the libcurl one.
+single-mode sender, selected by ``DELIVERY_SINGLE_CLIENT=threads``; the default is the
+libcurl sender (``pipelines.single``), which needs a fraction of its CPU per record (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -330,7 +330,9 @@ class CurlSession:
                     elapsed=elapsed,
                 )
             except DeliveryError as exc:
-                return exc
+                # A result, not a raised error: its traceback would keep every frame of the
+                # caller's stack (and their locals) alive until the cycle collector runs.
+                return exc.with_traceback(None)
         self._pins.forget(target.host, target.port)
         return transport_error(handle, code, message, transfer)
 

@@ -129,3 +129,15 @@ def test_proxies_from_the_environment_are_never_used(server, monkeypatch):
 
     assert response.status == 200
     assert len(server.received) == 1
+
+
+def test_an_error_answer_comes_back_without_a_traceback(server):
+    # A result kept by the caller: a traceback would keep the caller's frames (and what
+    # they hold, e.g. an open database cursor) alive until the cycle collector runs.
+    with CurlSession(pool_size=1) as session:
+        _start(session, server.url("/status/503"), "busy")
+        ((result, _),) = _until_done(session, 1).values()
+
+    assert isinstance(result, DeliveryError)
+    assert (result.status, result.transient) == (503, True)
+    assert result.__traceback__ is None

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True, params=["threads", "curl"])
 def single_client(request, settings):
-    """Both single-mode senders: the threaded default and the libcurl one."""
+    """Both single-mode senders: the threaded one and the libcurl default."""
     settings.DELIVERY_SINGLE_CLIENT = request.param
     return request.param
 

@@ -69,10 +69,14 @@ def fast_retries(settings):
     settings.DELIVERY_RETRY_AFTER_CAP_SECONDS = 0.1
 
 
-@pytest.mark.parametrize(("write_mode", "seed"), [("batch", 1), ("batch", 2), ("single", 3)])
+@pytest.mark.parametrize(
+    ("write_mode", "seed", "client"),
+    [("batch", 1, "curl"), ("batch", 2, "curl"), ("single", 3, "curl"), ("single", 3, "threads")],
+)
 def test_every_record_is_delivered_through_a_flapping_sink(
-    org_a, member, fast_retries, write_mode, seed
+    org_a, member, fast_retries, settings, write_mode, seed, client
 ):
+    settings.DELIVERY_SINGLE_CLIENT = client  # single mode's two senders (batch: neither)
     flapping = Flapping(seed, timeout=1)
     with Sink(flapping) as sink:
         world = build_world(org_a, member_user=member, sink_url=sink.url)
