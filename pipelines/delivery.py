@@ -60,6 +60,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -211,44 +212,26 @@ def _deliver_pending(run: Run, token: uuid.UUID, heartbeat: Heartbeat) -> bool:
     # Single mode through libcurl (osmos.outbound.curl) unless the threaded sender is chosen.
     curl = single and settings.DELIVERY_SINGLE_CLIENT == "curl"
     client = CurlSession if curl else OutboundSession
-    with (
-        client(pool_size=concurrency) as session,
-        ThreadPoolExecutor(max_workers=concurrency if single and not curl else 1) as pool,
-    ):
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(client(pool_size=concurrency))
+        common: dict[str, Any] = {
+            "run": run,
+            "session": session,
+            "target": target,
+            "prepare": prepare,
+            "abort": heartbeat.abort,
+            "recorder": recorder,
+            "gate": gate,
+        }
+        sender: BatchSender | SingleSender | ThreadedSingleSender
         if not single:
-            sender: BatchSender | SingleSender | ThreadedSingleSender = BatchSender(
-                run=run,
-                session=session,  # type: ignore[arg-type]
-                target=target,
-                split=settings_row.split_failed_batches,
-                prepare=prepare,
-                abort=heartbeat.abort,
-                recorder=recorder,
-                gate=gate,
-            )
-        elif not curl:
-            sender = ThreadedSingleSender(
-                run=run,
-                session=session,  # type: ignore[arg-type]
-                target=target,
-                prepare=prepare,
-                abort=heartbeat.abort,
-                recorder=recorder,
-                pool=pool,
-                concurrency=concurrency,
-                gate=gate,
-            )
+            sender = BatchSender(split=settings_row.split_failed_batches, **common)
+        elif curl:
+            sender = SingleSender(concurrency=concurrency, **common)
         else:
-            sender = SingleSender(
-                run=run,
-                session=session,  # type: ignore[arg-type]
-                target=target,
-                prepare=prepare,
-                abort=heartbeat.abort,
-                recorder=recorder,
-                concurrency=concurrency,
-                gate=gate,
-            )
+            # The threaded sender's pool: one thread per request in flight.
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency))
+            sender = ThreadedSingleSender(pool=pool, concurrency=concurrency, **common)
         return _deliver_chunks(run, token, heartbeat, sender, health, deadline)
 
 
