@@ -120,7 +120,7 @@ def first_unconfirmed(chunk: RunChunk) -> int:
 
 class HeldChunk:
     """A chunk's rows (as ``chunk_blocks`` gives them) computed by PostgreSQL ahead of their
-    turn, while the run's thread sends the chunk before.
+    turn, while the run's thread reads and sends the chunk before.
 
     A thread of its own opens a connection and declares a ``WITH HOLD`` cursor over the
     chunk's rows in autocommit: PostgreSQL computes every row (``jsonb`` to text, what a

@@ -81,11 +81,13 @@ class BatchSender:
         it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
         body = self._read_ahead_body(chunk)
+        # The next chunk is computed meanwhile, from now on: while this one is read (by
+        # another PostgreSQL backend) and while it is sent.
+        self._start_reading_ahead(chunk)
         if body is None:
             body = self._read(chunk, outcome.failures)
         try:
             if len(body):
-                self._start_reading_ahead(chunk)
                 self._send(chunk, body, 0, len(body), outcome)
         except _Wait as wait:
             self._drop_read_ahead()
@@ -118,7 +120,7 @@ class BatchSender:
             raise
         return body
 
-    # The next chunk's rows are computed by PostgreSQL while this one is sent
+    # The next chunk's rows are computed by PostgreSQL while this one is read and sent
     # (``HeldChunk``): only for records sent as stored (``StoredAsIs``), where reading is
     # mostly PostgreSQL's work (reading mapped records in a thread contended for the GIL
     # and was slower, docs/benchmarks.md), and only on PostgreSQL. At most one chunk ahead.
