@@ -45,8 +45,24 @@ def plan_run(run: Run, token: uuid.UUID) -> None:
 
 def _chunk_ends(run: Run, size: int) -> tuple[list[int], int]:
     """The sequence of every ``size``-th record of the run in order, and the run's record
-    count, from one statement (one snapshot, so they agree) computed by the database:
-    iterating a million sequences in Python took seconds.
+    count.
+
+    A run over a range that holds every sequence (sequences are unique per connector, so a
+    count equal to the range's width means none is missing: nothing purged, not a retry
+    run's subset) has its ends at every ``size``-th sequence: one count decides it
+    (measured on 1,000,000 records: 0.16 s against 0.87 s for the row numbers below).
+    """
+    if run.parent_id is None:
+        total = run_selection(run).count()
+        if total == run.sequence_to - run.sequence_from:
+            step = range(run.sequence_from + size, run.sequence_to + 1, size)
+            return list(step), total
+    return _numbered_chunk_ends(run, size)
+
+
+def _numbered_chunk_ends(run: Run, size: int) -> tuple[list[int], int]:
+    """``_chunk_ends`` for any selection, from one statement (one snapshot, so they agree)
+    computed by the database: iterating a million sequences in Python took seconds.
 
     The count is a second scan rather than ``COUNT(*) OVER ()`` beside the row numbers: that
     window makes PostgreSQL keep every row of the selection before it can answer (measured

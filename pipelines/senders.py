@@ -17,25 +17,32 @@ per-record URL is rendered for each record; a record that cannot fill it fails, 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import weakref
 from collections.abc import Generator
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
-from pipelines.models import Run, RunChunk
+from pipelines.models import ChunkState, Run, RunChunk
 from pipelines.records import (
     BatchBody,
     FailureSpool,
+    HeldChunk,
     Outcome,
     Preparer,
     Step,
+    StoredAsIs,
+    chunk_blocks,
     chunk_texts,
 )
 from pipelines.request_log import RequestRecorder
 from pipelines.results import rejected_records
 from pipelines.retries import Aborted, Attempt, Target, must_wait, send_request, too_large_hint
+
+logger = logging.getLogger(__name__)
 
 CANCELLED_REASON = "The run was cancelled before this record was sent."
 
@@ -68,27 +75,109 @@ class BatchSender:
         self.prepare = prepare
         self.abort = abort
         self.recorder = recorder
+        self._ahead: HeldChunk | None = None
 
     def deliver(self, chunk: RunChunk) -> Generator[Step, None, None]:
         """One step: the whole chunk accounted for, or (a failure that makes it wait) none of
         it: the next attempt sends it again, whole, with the same idempotency keys."""
         outcome = Outcome(failures=FailureSpool())
-        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
+        body = self._read_ahead_body(chunk)
+        # The next chunk is computed meanwhile, from now on: while this one is read (by
+        # another PostgreSQL backend) and while it is sent.
+        self._start_reading_ahead(chunk)
+        if body is None:
+            body = self._read(chunk, outcome.failures)
         try:
-            # In a transaction, the server-side cursor streams rows while we map them; in
-            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
-            with transaction.atomic(), contextlib.closing(chunk_texts(self.run, chunk)) as rows:
-                for sequence, raw in self.prepare(rows, outcome.failures):
-                    body.add(sequence, raw)
             if len(body):
                 self._send(chunk, body, 0, len(body), outcome)
         except _Wait as wait:
+            self._drop_read_ahead()
             outcome.failures.close()
             yield Step(outcome=Outcome(failures=FailureSpool()), done=False, wait=wait.error)
             return
         finally:
             body.close()
-        yield Step(outcome=outcome, done=True)
+        try:
+            yield Step(outcome=outcome, done=True)
+        except GeneratorExit:  # the engine stops after this chunk: nothing more to read
+            self._drop_read_ahead()
+            raise
+
+    def _read(self, chunk: RunChunk, failures: FailureSpool) -> BatchBody:
+        """The chunk's records not confirmed yet, as a body."""
+        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
+        try:
+            # In a transaction, the server-side cursor streams rows while we map them; in
+            # autocommit PostgreSQL would first materialize the whole chunk (WITH HOLD).
+            # Each reader is closed here, not by the garbage collector (``chunk_texts``).
+            with transaction.atomic():
+                if isinstance(self.prepare, StoredAsIs):
+                    with contextlib.closing(chunk_blocks(self.run, chunk)) as blocks:
+                        for sequences, raws in blocks:
+                            body.add_block(sequences, raws)
+                else:
+                    with contextlib.closing(chunk_texts(self.run, chunk)) as rows:
+                        for sequence, raw in self.prepare(rows, failures):
+                            body.add(sequence, raw)
+        except BaseException:
+            body.close()
+            raise
+        return body
+
+    # The next chunk's rows are computed by PostgreSQL while this one is read and sent
+    # (``HeldChunk``): only for records sent as stored (``StoredAsIs``), where reading is
+    # mostly PostgreSQL's work (reading mapped records in a thread contended for the GIL
+    # and was slower, docs/benchmarks.md), and only on PostgreSQL. At most one chunk ahead.
+
+    def _start_reading_ahead(self, chunk: RunChunk) -> None:
+        self._drop_read_ahead()
+        if not isinstance(self.prepare, StoredAsIs) or connection.vendor != "postgresql":
+            return
+        following = (
+            RunChunk.objects.filter(
+                run_id=self.run.id, state=ChunkState.PENDING, index__gt=chunk.index
+            )
+            .order_by("index")
+            .first()
+        )
+        if following is not None:
+            self._ahead = HeldChunk(self.run, following)
+            # Closed when taken or dropped; else when the sender goes (the run stopped here:
+            # its slice is over, it was cancelled, the lease was lost).
+            weakref.finalize(self, self._ahead.close)
+
+    def _read_ahead_body(self, chunk: RunChunk) -> BatchBody | None:
+        """The body of ``chunk`` from the rows computed ahead (None: none, or not of this
+        chunk's records, or computing them failed)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        if not ahead.matches(chunk):
+            ahead.close()
+            return None
+        blocks = ahead.blocks()
+        if blocks is None:
+            return None
+        body = BatchBody(prefix=self.target.prefix, suffix=self.target.suffix)
+        try:
+            for sequences, raws in blocks:
+                body.add_block(sequences, raws)
+        except Exception:
+            # Read in turn instead, where an error is handled as ever.
+            logger.warning("reading chunk %s computed ahead failed", chunk.pk, exc_info=True)
+            body.close()
+            ahead.close()
+            return None
+        except BaseException:
+            body.close()
+            ahead.close()
+            raise
+        return body
+
+    def _drop_read_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()
 
     def _send(self, chunk: RunChunk, body: BatchBody, start: int, stop: int, outcome: Outcome):
         first, last = body.sequences[start], body.sequences[stop - 1]

@@ -72,3 +72,68 @@ def test_only_a_mapping_onto_namesakes_of_every_source_field_skips_decoding():
     )
     ((_sequence, body),) = prepare(iter(stored), FailureSpool())
     assert json.loads(body) == {"id": 7, "email": "a@b.example", "amount": 1.0}
+
+
+def test_a_chunk_read_in_blocks_gives_the_stored_texts_as_utf8(org_a, settings, monkeypatch):
+    from django.db import transaction
+
+    from pipelines import records
+    from pipelines.models import RunChunk
+
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    monkeypatch.setattr(records, "BLOCK_ROWS", 7)
+    source = make_source(org_a, count=50)
+    ingest(source, ODD)
+    destination = mirror_destination(org_a, "http://127.0.0.1:9/")
+    pipeline = make_pipeline(org_a, source, destination, mapping=None)
+    run = run_create(pipeline=pipeline, trigger="api")
+    chunk = RunChunk(run=run, index=0, sequence_from=3, sequence_to=54, record_count=51)
+    chunk.confirmed_through = 5
+    with transaction.atomic():
+        texts = list(records.chunk_texts(run, chunk))
+        blocks = list(records.chunk_blocks(run, chunk))
+    assert [len(sequences) for sequences, _ in blocks] == [7] * 7
+    assert [s for sequences, _ in blocks for s in sequences] == list(range(6, 55))
+    assert [raw for _, raws in blocks for raw in raws] == [text.encode() for _, text in texts]
+    assert [json.loads(raw) for raw in blocks[-1][1][-4:]] == ODD
+
+
+def test_a_chunk_computed_ahead_gives_the_blocks_read_in_turn(
+    org_a, settings, monkeypatch, transactional_db
+):
+    from django.db import connection, transaction
+
+    from pipelines import records
+    from pipelines.models import RunChunk
+
+    if connection.vendor != "postgresql":
+        pytest.skip("computed ahead on PostgreSQL only")
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    monkeypatch.setattr(records, "BLOCK_ROWS", 7)
+    source = make_source(org_a, count=50)
+    ingest(source, ODD)
+    destination = mirror_destination(org_a, "http://127.0.0.1:9/")
+    run = run_create(
+        pipeline=make_pipeline(org_a, source, destination, mapping=None), trigger="api"
+    )
+    chunk = RunChunk.objects.create(
+        organization_id=org_a.id,
+        run=run,
+        index=0,
+        sequence_from=3,
+        sequence_to=54,
+        record_count=51,
+        confirmed_through=5,
+        idempotency_key="k",
+    )
+    held = records.HeldChunk(run, chunk)
+    with transaction.atomic():
+        in_turn = list(records.chunk_blocks(run, chunk))
+    assert held.matches(chunk)
+    assert list(held.blocks()) == in_turn
+    assert [s for sequences, _ in in_turn for s in sequences] == list(range(6, 55))
+
+    moved = records.HeldChunk(run, chunk)
+    chunk.confirmed_through = 9  # the chunk moved on meanwhile: not these rows
+    assert not moved.matches(chunk)
+    moved.close()

@@ -215,3 +215,24 @@ def test_a_pipeline_whose_records_could_break_the_destination_is_not_statically_
     assert not is_statically_safe(
         mapping=mapping, source_fields=[source], destination_fields=[destination]
     )
+
+
+@pytest.mark.parametrize("blocks", [[5], [1, 4], [2, 0, 3], [1, 1, 1, 1, 1]])
+def test_a_body_built_in_blocks_is_the_body_built_record_by_record(settings, blocks):
+    settings.DELIVERY_SPOOL_MEMORY_BYTES = 64
+    records = [b'{"id":1}', '{"n":"é 🙂"}'.encode(), b"{}", b'{"id":4,"x":[1,2]}', b'"five"']
+    one, blocked = BatchBody(prefix=b"{", suffix=b"}"), BatchBody(prefix=b"{", suffix=b"}")
+    for sequence, raw in enumerate(records, 1):
+        one.add(sequence, raw)
+    at = 0
+    for size in blocks:
+        blocked.add_block(range(at + 1, at + size + 1), records[at : at + size])
+        at += size
+    assert len(blocked) == len(one) == 5
+    assert list(blocked.sequences) == list(one.sequences)
+    for start in range(5):
+        assert blocked.record(start) == one.record(start) == records[start]
+        for stop in range(start + 1, 6):
+            assert blocked.part(start, stop).read() == one.part(start, stop).read()
+    one.close()
+    blocked.close()
