@@ -4,7 +4,7 @@ connectors, for the admin, which works across organizations).
 A pipeline run covers ``sequence_from < sequence <= sequence_to`` of its source, where
 ``sequence_to`` is the source's ``last_sequence`` when the run is created (see
 ``services._store`` for why no record can commit later with a sequence ``<= sequence_to``);
-the delivery engine reads those records itself (``pipelines.records.run_selection``).
+the delivery engine reads those records itself (``pipelines.chunk_reader.run_selection``).
 """
 
 from __future__ import annotations

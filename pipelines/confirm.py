@@ -15,11 +15,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from osmos.observability import metrics
+from pipelines.chunk_reader import chunk_rows
 from pipelines.clock import database_now_sql
 from pipelines.leases import locked_if_ours
 from pipelines.mapping import map_record
 from pipelines.models import ChunkState, RecordFailure, Run, RunChunk
-from pipelines.records import FailureSpool, Outcome, Step, chunk_rows, encode
+from pipelines.records import FailureSpool, Outcome, Step, encode
 
 logger = logging.getLogger(__name__)
 

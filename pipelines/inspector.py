@@ -19,8 +19,9 @@ from connectors.schema import compile_schema
 from osmos import crypto
 from osmos.outbound.client import USER_AGENT
 from osmos.outbound.shaping import ShapingError, render_url, url_fields
+from pipelines.chunk_reader import run_selection
 from pipelines.models import RequestLog, RequestTemplate, Run
-from pipelines.records import FailureBuffer, record_preparer, run_selection
+from pipelines.records import FailureBuffer, record_preparer
 from pipelines.request_log import BODY_EXCERPT_BYTES
 
 # A record is at least 2 bytes ("{}") plus a comma: 2 KB never needs more rows than this.

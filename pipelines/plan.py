@@ -11,9 +11,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors.models import WriteMode
+from pipelines.chunk_reader import run_selection
 from pipelines.leases import locked_if_ours
 from pipelines.models import ChunkState, Run, RunChunk
-from pipelines.records import run_selection
 
 
 def chunk_idempotency_key(run_id: uuid.UUID, sequence_from: int, sequence_to: int) -> str:

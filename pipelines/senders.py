@@ -26,17 +26,15 @@ from django.db import connection, transaction
 
 from osmos.outbound.client import DeliveryError, OutboundSession, Response
 from osmos.outbound.gate import DestinationGate
+from pipelines.chunk_reader import HeldChunk, chunk_blocks, chunk_texts
 from pipelines.models import ChunkState, Run, RunChunk
 from pipelines.records import (
     BatchBody,
     FailureSpool,
-    HeldChunk,
     Outcome,
     Preparer,
     Step,
     StoredAsIs,
-    chunk_blocks,
-    chunk_texts,
 )
 from pipelines.request_log import RequestRecorder
 from pipelines.results import rejected_records
@@ -133,6 +131,10 @@ class BatchSender:
         self._drop_read_ahead()
         if not isinstance(self.prepare, StoredAsIs) or connection.vendor != "postgresql":
             return
+        if connection.in_atomic_block:
+            # Run inside a caller's transaction: its rows may be visible to it alone, and
+            # another connection would read an empty or partial chunk.
+            return
         following = (
             RunChunk.objects.filter(
                 run_id=self.run.id, state=ChunkState.PENDING, index__gt=chunk.index
@@ -172,6 +174,19 @@ class BatchSender:
             body.close()
             ahead.close()
             raise
+        expected = chunk.record_count - chunk.delivered - chunk.failed
+        if len(body) != expected:
+            # Another connection saw other rows than the chunk holds (it never should: the
+            # range's records were committed before the run was planned). Never send a
+            # short body: read the chunk in turn.
+            logger.warning(
+                "chunk %s computed ahead had %s of its %s records; read again",
+                chunk.pk,
+                len(body),
+                expected,
+            )
+            body.close()
+            return None
         return body
 
     def _drop_read_ahead(self) -> None:

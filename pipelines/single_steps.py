@@ -15,6 +15,7 @@ from django.conf import settings
 
 from osmos.outbound.client import DeliveryError, Response
 from osmos.outbound.gate import DestinationGate
+from pipelines.chunk_reader import chunk_texts
 from pipelines.models import Run, RunChunk
 from pipelines.records import (
     VALIDATION_GROUP,
@@ -23,7 +24,6 @@ from pipelines.records import (
     Outcome,
     Preparer,
     Step,
-    chunk_texts,
 )
 from pipelines.results import rejected_records
 from pipelines.retries import Attempt, Target, must_wait, too_large_hint

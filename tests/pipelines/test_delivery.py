@@ -345,8 +345,9 @@ def test_records_posted_to_the_ingest_url_reach_the_sink_exactly(org_a, sink, wo
 
 def test_statically_safe_pipeline_sends_the_same_bytes_as_the_validating_path(org_a, sink, worker):
     from connectors.schema import compile_schema
+    from pipelines.chunk_reader import chunk_rows
     from pipelines.models import RunChunk
-    from pipelines.records import FailureSpool, chunk_rows, validated_records
+    from pipelines.records import FailureSpool, validated_records
 
     source = make_source(org_a, count=50)
     odd = [

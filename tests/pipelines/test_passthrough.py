@@ -77,11 +77,11 @@ def test_only_a_mapping_onto_namesakes_of_every_source_field_skips_decoding():
 def test_a_chunk_read_in_blocks_gives_the_stored_texts_as_utf8(org_a, settings, monkeypatch):
     from django.db import transaction
 
-    from pipelines import records
+    from pipelines import chunk_reader
     from pipelines.models import RunChunk
 
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    monkeypatch.setattr(records, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(chunk_reader, "BLOCK_ROWS", 7)
     source = make_source(org_a, count=50)
     ingest(source, ODD)
     destination = mirror_destination(org_a, "http://127.0.0.1:9/")
@@ -90,8 +90,8 @@ def test_a_chunk_read_in_blocks_gives_the_stored_texts_as_utf8(org_a, settings, 
     chunk = RunChunk(run=run, index=0, sequence_from=3, sequence_to=54, record_count=51)
     chunk.confirmed_through = 5
     with transaction.atomic():
-        texts = list(records.chunk_texts(run, chunk))
-        blocks = list(records.chunk_blocks(run, chunk))
+        texts = list(chunk_reader.chunk_texts(run, chunk))
+        blocks = list(chunk_reader.chunk_blocks(run, chunk))
     assert [len(sequences) for sequences, _ in blocks] == [7] * 7
     assert [s for sequences, _ in blocks for s in sequences] == list(range(6, 55))
     assert [raw for _, raws in blocks for raw in raws] == [text.encode() for _, text in texts]
@@ -103,13 +103,13 @@ def test_a_chunk_computed_ahead_gives_the_blocks_read_in_turn(
 ):
     from django.db import connection, transaction
 
-    from pipelines import records
+    from pipelines import chunk_reader
     from pipelines.models import RunChunk
 
     if connection.vendor != "postgresql":
         pytest.skip("computed ahead on PostgreSQL only")
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    monkeypatch.setattr(records, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(chunk_reader, "BLOCK_ROWS", 7)
     source = make_source(org_a, count=50)
     ingest(source, ODD)
     destination = mirror_destination(org_a, "http://127.0.0.1:9/")
@@ -126,14 +126,79 @@ def test_a_chunk_computed_ahead_gives_the_blocks_read_in_turn(
         confirmed_through=5,
         idempotency_key="k",
     )
-    held = records.HeldChunk(run, chunk)
+    held = chunk_reader.HeldChunk(run, chunk)
     with transaction.atomic():
-        in_turn = list(records.chunk_blocks(run, chunk))
+        in_turn = list(chunk_reader.chunk_blocks(run, chunk))
     assert held.matches(chunk)
     assert list(held.blocks()) == in_turn
     assert [s for sequences, _ in in_turn for s in sequences] == list(range(6, 55))
 
-    moved = records.HeldChunk(run, chunk)
+    moved = chunk_reader.HeldChunk(run, chunk)
     chunk.confirmed_through = 9  # the chunk moved on meanwhile: not these rows
     assert not moved.matches(chunk)
     moved.close()
+
+
+def test_a_run_inside_a_callers_transaction_sends_every_record_of_every_chunk(org_a, db, sink):
+    """Another connection cannot see rows the caller has not committed: nothing is computed
+    ahead there (it would have read empty chunks: 20 of 50 records delivered, the rest lost
+    to the accounting check)."""
+    from pipelines import delivery
+
+    source = make_source(org_a, count=50)
+    destination = mirror_destination(org_a, sink.url)
+    run = run_create(
+        pipeline=make_pipeline(org_a, source, destination, mapping=None), trigger="api"
+    )
+    delivery.run_execute(run_id=run.id)
+    run.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED
+    assert run.records_delivered == 50
+    sent = [record["id"] for request in sink.requests for record in json.loads(request.body)]
+    assert sorted(sent) == list(range(1, 51))
+
+
+def test_rows_computed_ahead_that_are_not_the_chunks_records_are_never_sent(
+    org_a, settings, transactional_db
+):
+    """A body built ahead is used only when it holds exactly the chunk's unsent records;
+    otherwise the chunk is read again in turn."""
+    from django.db import connection
+
+    from pipelines import chunk_reader
+    from pipelines.models import RunChunk
+    from pipelines.retries import Target
+    from pipelines.senders import BatchSender
+
+    if connection.vendor != "postgresql":
+        pytest.skip("computed ahead on PostgreSQL only")
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    source = make_source(org_a, count=50)
+    destination = mirror_destination(org_a, "http://127.0.0.1:9/")
+    run = run_create(
+        pipeline=make_pipeline(org_a, source, destination, mapping=None), trigger="api"
+    )
+    # Records 3..50 in the chunk, 3 and 4 confirmed: 46 unsent (5..50).
+    chunk = RunChunk.objects.create(
+        organization_id=org_a.id,
+        run=run,
+        index=0,
+        sequence_from=3,
+        sequence_to=50,
+        record_count=48,
+        confirmed_through=4,
+        delivered=2,
+        idempotency_key="k",
+    )
+    sender = BatchSender.__new__(BatchSender)
+    sender.target = Target.of(destination.destination)
+
+    sender._ahead = chunk_reader.HeldChunk(run, chunk)
+    body = sender._read_ahead_body(chunk)
+    assert body is not None
+    assert len(body) == 46
+    body.close()
+
+    chunk.delivered = 1  # the accounting says 47 are unsent: the 46 rows are not them
+    sender._ahead = chunk_reader.HeldChunk(run, chunk)
+    assert sender._read_ahead_body(chunk) is None
