@@ -15,6 +15,17 @@ from tests.support.actors import flush_everything
 from tests.support.factories import api_client, make_member, make_org, make_token
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before any fixture is torn down (the database's table flush among them): this
+    process's destination gates give back their slots and their maintenance pauses. A pass
+    still writing to the gate tables while a transactional test's TRUNCATE ran was a deadlock
+    PostgreSQL resolved by failing the flush, and the next test inherited the rows."""
+    from osmos.outbound.gate import close_all
+
+    close_all()
+
+
 @pytest.fixture(autouse=True)
 def _forget_stopped_workers():
     """No test inherits the messages or the workers of another.

@@ -98,6 +98,10 @@ _gates_lock = threading.Lock()
 _memory_store = MemoryStore()
 _postgres_store = PostgresStore()
 _maintainer: threading.Thread | None = None
+# Held for one maintenance pass: ``close_all`` waits for a pass in progress, so no pass renews
+# or resizes slots of gates it has just given back (and nothing of this process writes to the
+# gate tables after it returns: a test's table flush deadlocked with a pass).
+_pass_lock = threading.Lock()
 
 
 def destination_gate(
@@ -131,11 +135,12 @@ def destination_gate(
 def close_all() -> None:
     """Give back every slot this process holds and forget its gates (a worker shutting down;
     tests). Permits still out stay valid locally but are no longer counted."""
-    with _gates_lock:
-        gates = list(_gates.values())
-        _gates.clear()
-    for gate in gates:
-        gate.release_all()
+    with _pass_lock:
+        with _gates_lock:
+            gates = list(_gates.values())
+            _gates.clear()
+        for gate in gates:
+            gate.release_all()
 
 
 def _holder() -> str:
@@ -153,18 +158,25 @@ def _maintain_forever() -> None:
     renewed_at = time.monotonic()
     while True:
         time.sleep(MAINTENANCE_SECONDS)
-        try:
-            with _gates_lock:
-                gates = list(_gates.values())
-            for gate in gates:
-                gate.maintain()
-            now = time.monotonic()
-            holding = [g for g in gates if g.holds_slots()]
-            if holding and now - renewed_at >= lease_seconds() / 3:
-                renewed_at = now
-                for store in {id(g.store): g.store for g in holding}.values():
-                    store.renew(holder=_holder(), ttl=lease_seconds())
-        except Exception:  # the thread must survive a database outage
-            logger.warning("destination gates: maintenance failed", exc_info=True)
-        finally:
-            connection.close()
+        with _pass_lock:
+            renewed_at = _maintenance_pass(renewed_at)
+
+
+def _maintenance_pass(renewed_at: float) -> float:
+    """One pass over this process's gates; returns when the leases were last renewed."""
+    try:
+        with _gates_lock:
+            gates = list(_gates.values())
+        for gate in gates:
+            gate.maintain()
+        now = time.monotonic()
+        holding = [g for g in gates if g.holds_slots()]
+        if holding and now - renewed_at >= lease_seconds() / 3:
+            renewed_at = now
+            for store in {id(g.store): g.store for g in holding}.values():
+                store.renew(holder=_holder(), ttl=lease_seconds())
+    except Exception:  # the thread must survive a database outage
+        logger.warning("destination gates: maintenance failed", exc_info=True)
+    finally:
+        connection.close()
+    return renewed_at
