@@ -40,6 +40,24 @@ def mirror_destination(organization, url: str, **options):
     ).connector
 
 
+def identity_run_with_chunk(organization, *, extra=(), **chunk_fields):
+    """A run of an identity pipeline over 50 records (then ``extra``) and one chunk of it
+    saved with ``chunk_fields``: ``(run, chunk, destination)``."""
+    from pipelines.models import RunChunk
+
+    source = make_source(organization, count=50)
+    if extra:
+        ingest(source, list(extra))
+    destination = mirror_destination(organization, "http://127.0.0.1:9/")
+    run = run_create(
+        pipeline=make_pipeline(organization, source, destination, mapping=None), trigger="api"
+    )
+    chunk = RunChunk.objects.create(
+        organization_id=organization.id, run=run, index=0, idempotency_key="k", **chunk_fields
+    )
+    return run, chunk, destination
+
+
 @pytest.mark.parametrize("write_mode", ["batch", "single"])
 def test_an_identity_pipeline_delivers_every_stored_value_exactly(org_a, sink, worker, write_mode):
     source = make_source(org_a, count=50)
@@ -104,27 +122,13 @@ def test_a_chunk_computed_ahead_gives_the_blocks_read_in_turn(
     from django.db import connection, transaction
 
     from pipelines import chunk_reader
-    from pipelines.models import RunChunk
 
     if connection.vendor != "postgresql":
         pytest.skip("computed ahead on PostgreSQL only")
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     monkeypatch.setattr(chunk_reader, "BLOCK_ROWS", 7)
-    source = make_source(org_a, count=50)
-    ingest(source, ODD)
-    destination = mirror_destination(org_a, "http://127.0.0.1:9/")
-    run = run_create(
-        pipeline=make_pipeline(org_a, source, destination, mapping=None), trigger="api"
-    )
-    chunk = RunChunk.objects.create(
-        organization_id=org_a.id,
-        run=run,
-        index=0,
-        sequence_from=3,
-        sequence_to=54,
-        record_count=51,
-        confirmed_through=5,
-        idempotency_key="k",
+    run, chunk, _ = identity_run_with_chunk(
+        org_a, extra=ODD, sequence_from=3, sequence_to=54, record_count=51, confirmed_through=5
     )
     held = chunk_reader.HeldChunk(run, chunk)
     with transaction.atomic():
@@ -166,29 +170,15 @@ def test_rows_computed_ahead_that_are_not_the_chunks_records_are_never_sent(
     from django.db import connection
 
     from pipelines import chunk_reader
-    from pipelines.models import RunChunk
     from pipelines.retries import Target
     from pipelines.senders import BatchSender
 
     if connection.vendor != "postgresql":
         pytest.skip("computed ahead on PostgreSQL only")
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    source = make_source(org_a, count=50)
-    destination = mirror_destination(org_a, "http://127.0.0.1:9/")
-    run = run_create(
-        pipeline=make_pipeline(org_a, source, destination, mapping=None), trigger="api"
-    )
     # Records 3..50 in the chunk, 3 and 4 confirmed: 46 unsent (5..50).
-    chunk = RunChunk.objects.create(
-        organization_id=org_a.id,
-        run=run,
-        index=0,
-        sequence_from=3,
-        sequence_to=50,
-        record_count=48,
-        confirmed_through=4,
-        delivered=2,
-        idempotency_key="k",
+    run, chunk, destination = identity_run_with_chunk(
+        org_a, sequence_from=3, sequence_to=50, record_count=48, confirmed_through=4, delivered=2
     )
     sender = BatchSender.__new__(BatchSender)
     sender.target = Target.of(destination.destination)
