@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 DB_FETCH_SIZE = 2000
 # Rows of a chunk read at a time as one block (``chunk_blocks``).
 BLOCK_ROWS = 2000
+# The longest the run's thread waits for a chunk computed ahead before reading it itself (a
+# 250,000-record chunk is computed in about a second; a database that does not answer must
+# not hold the run longer than its own reads would).
+HELD_CHUNK_WAIT_SECONDS = 30.0
 
 _decode = msgspec.json.Decoder().decode
 
@@ -132,14 +136,20 @@ class HeldChunk:
         self.start = first_unconfirmed(chunk)
         self._sql, self._params = _chunk_texts_query(run, chunk).query.sql_with_params()
         self._connect = connection.get_connection_params()
+        # The thread's connection is closed by whichever of the two threads is last: never
+        # from here while a statement runs on it in the other thread.
+        self._lock = threading.Lock()
         self._connection: Any = None
         self._cursor: Any = None
+        self._done = False
+        self._closed = False
         self._thread = threading.Thread(target=self._declare, name="osmos-held-chunk", daemon=True)
         self._thread.start()
 
     def _declare(self) -> None:
         import psycopg
 
+        cursor = None
         try:
             self._connection = psycopg.connect(**self._connect, autocommit=True)
             cursor = self._connection.cursor(
@@ -149,16 +159,24 @@ class HeldChunk:
         except Exception:
             # Read in turn instead, by the run's thread, where an error is handled as ever.
             logger.warning("computing chunk %s ahead failed", self.chunk_id, exc_info=True)
-            return
-        self._cursor = cursor
+            cursor = None
+        finally:
+            with self._lock:
+                self._done = True
+                self._cursor = cursor
+                if self._closed:
+                    self._close_connection()
 
     def matches(self, chunk: RunChunk) -> bool:
         return chunk.pk == self.chunk_id and first_unconfirmed(chunk) == self.start
 
     def blocks(self) -> Iterator[tuple[list, list]] | None:
-        """The chunk's blocks (None: computing them failed); closes when exhausted."""
-        self._thread.join()
-        if self._cursor is None:
+        """The chunk's blocks (None: computing them failed or takes longer than
+        HELD_CHUNK_WAIT_SECONDS: read it in turn); closes when exhausted."""
+        self._thread.join(HELD_CHUNK_WAIT_SECONDS)
+        with self._lock:
+            ready = self._done and self._cursor is not None
+        if not ready:
             self.close()
             return None
         return self._fetched()
@@ -170,7 +188,13 @@ class HeldChunk:
             self.close()
 
     def close(self) -> None:
-        self._thread.join()
+        """Give the rows up; never waits (a statement still running closes when it ends)."""
+        with self._lock:
+            self._closed = True
+            if self._done:
+                self._close_connection()
+
+    def _close_connection(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -192,3 +192,34 @@ def test_rows_computed_ahead_that_are_not_the_chunks_records_are_never_sent(
     chunk.delivered = 1  # the accounting says 47 are unsent: the 46 rows are not them
     sender._ahead = chunk_reader.HeldChunk(run, chunk)
     assert sender._read_ahead_body(chunk) is None
+
+
+def test_a_chunk_computed_ahead_too_slowly_is_given_up_without_waiting_for_it(
+    org_a, settings, monkeypatch, transactional_db
+):
+    """A database that does not answer the read-ahead holds the run no longer than
+    HELD_CHUNK_WAIT_SECONDS; the statement's own thread closes its connection when it ends."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from pipelines import chunk_reader
+
+    if connection.vendor != "postgresql":
+        pytest.skip("computed ahead on PostgreSQL only")
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    monkeypatch.setattr(chunk_reader, "HELD_CHUNK_WAIT_SECONDS", 0.5)
+    run, chunk, _ = identity_run_with_chunk(org_a, sequence_from=1, sequence_to=50, record_count=50)
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        blocker.execute("LOCK TABLE ingest_record IN ACCESS EXCLUSIVE MODE")
+        held = chunk_reader.HeldChunk(run, chunk)
+        began = time.monotonic()
+        assert held.blocks() is None
+        assert time.monotonic() - began < 5
+        held.close()  # does not wait either
+        assert held._thread.is_alive()  # still waiting for the lock
+        blocker.rollback()
+    held._thread.join(10)
+    assert not held._thread.is_alive()
+    assert held._connection is None  # closed by its own thread
